@@ -1,0 +1,8 @@
+// multiprocessing for C++: Python's multiprocessing as a header-only C++20 library.
+// The umbrella header, Python's `import multiprocessing`:
+//     #include <multiprocessing.hpp>
+//     namespace mp = multiprocessing;
+#pragma once
+
+#include "multiprocessing/errors.hpp"
+#include "multiprocessing/process.hpp"
