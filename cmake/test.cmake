@@ -34,6 +34,7 @@ if(EXISTS "${MP_ROOT}/tests/fuzz/CMakeLists.txt")
             -D CMAKE_BUILD_TYPE=RelWithDebInfo)
     mp_step(${CMAKE_COMMAND} --build build/fuzz -j ${MP_JOBS})
     file(MAKE_DIRECTORY "${MP_ROOT}/build/fuzz/corpus")
+    mp_step(build/fuzz/fuzz_seeds build/fuzz/corpus)
     mp_step(build/fuzz/fuzz_decode -max_total_time=60 -print_final_stats=1 build/fuzz/corpus)
 endif()
 
