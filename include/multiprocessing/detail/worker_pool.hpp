@@ -1,0 +1,496 @@
+// The worker machinery under Pool and ProcessPoolExecutor (Python: pool.Pool's task, result and
+// worker handlers, folded into one handler thread).
+//
+// Tasks go into one shared ring that every worker pulls from; results come back through another.
+// A worker records the task it took in its slot in shared memory, inside the ring's critical
+// section, so when a worker dies (SIGKILL, segfault, exit() in a task) the handler knows which
+// task died with it: that task fails with an error naming the signal or exit code, a replacement
+// worker starts, and the other tasks go on. CPython's Pool hangs forever here.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "../errors.hpp"
+#include "../process.hpp"
+#include "../serialization.hpp"
+#include "code_ref.hpp"
+#include "posix/shm.hpp"
+#include "shared_ring.hpp"
+#include "task.hpp"
+
+namespace multiprocessing::detail {
+
+// Every record starts with the job and the chunk it belongs to; job 0 is the pool's own.
+struct record_head {
+    std::uint64_t job;
+    std::uint64_t chunk;
+};
+
+enum class result_status : std::uint64_t { ok, error, init_error, wake };
+
+struct result_head {
+    std::uint64_t job;
+    std::uint64_t chunk;
+    result_status status;
+};
+
+// Written by a worker inside the task ring's critical section: the task it runs.
+struct worker_slot {
+    std::atomic<std::uint64_t> job{0};
+    std::atomic<std::uint64_t> chunk{0};
+};
+
+// What a job says about a chunk it was handed: whether that chunk was still due (a chunk can
+// be reported twice when its worker died right after answering), and whether the job is over.
+struct chunk_outcome {
+    bool resolved = false;
+    bool job_done = false;
+};
+
+// A job as the handler sees it. Calls come from the handler thread, or from terminate().
+struct job_base {
+    virtual ~job_base() = default;
+    // A chunk's result (or, when !ok, its packed exception).
+    virtual chunk_outcome on_result(std::uint64_t chunk, bool ok,
+                                    std::span<const std::byte> payload) = 0;
+    // A chunk that will never have a result.
+    virtual chunk_outcome on_failure(std::uint64_t chunk, std::exception_ptr error) = 0;
+    // Every chunk still due fails with `error`; returns how many there were.
+    virtual std::size_t fail_all(std::exception_ptr error) = 0;
+};
+
+struct pool_config {
+    int processes = 1;
+    int maxtasksperchild = 0;                 // 0: workers live as long as the pool
+    std::vector<std::byte> initializer;       // empty, or a task record run once per worker
+    bool break_on_worker_death = false;       // ProcessPoolExecutor's BrokenProcessPool
+    std::string worker_name = "ForkPoolWorker";
+    // Builds the error a task gets when its worker dies (Pool and executor word it differently).
+    std::exception_ptr (*death_error)(const std::string& what) = nullptr;
+};
+
+class worker_pool {
+public:
+    enum class state { running, closed, stopping, terminated };
+
+    explicit worker_pool(pool_config config)
+        : config_(std::move(config)),
+          tasks_(std::make_shared<shared_ring>()),
+          results_(std::make_shared<shared_ring>()),
+          slots_(std::make_shared<posix::region>(sizeof(worker_slot) * std::size_t(config_.processes))) {
+        if (config_.processes < 1) throw ValueError("Number of processes must be at least 1");
+        workers_.resize(std::size_t(config_.processes));
+        // Workers are forked by the handler thread, which lives as long as they do: a daemonic
+        // child's parent-death signal follows the thread that forked it.
+        std::unique_lock lock(mutex_);
+        handler_ = std::thread([this] { handler_main(); });
+        changed_.wait(lock, [&] { return started_ || startup_error_; });
+        if (startup_error_) {
+            lock.unlock();
+            handler_.join();
+            std::rethrow_exception(startup_error_);
+        }
+    }
+
+    worker_pool(const worker_pool&) = delete;
+    worker_pool& operator=(const worker_pool&) = delete;
+    ~worker_pool() { terminate(); }
+
+    int processes() const noexcept { return config_.processes; }
+
+    // Registers a job; its chunks may be put once this returns. Throws when the pool is not
+    // running, or broken (an initializer failed, or a worker of an executor died).
+    std::uint64_t add_job(std::shared_ptr<job_base> job) {
+        std::lock_guard lock(mutex_);
+        if (state_ != state::running) throw ValueError("Pool not running");
+        if (broken_) std::rethrow_exception(broken_);
+        std::uint64_t id = next_job_++;
+        jobs_.emplace(id, std::move(job));
+        return id;
+    }
+
+    // Forgets a job that needs nothing more (an imap iterator given up before its end).
+    void release_job(std::uint64_t id) {
+        std::lock_guard lock(mutex_);
+        jobs_.erase(id);
+    }
+
+    // Queues one task: the record head, then `pieces` back to back (copied once, into the ring).
+    void put_task(std::uint64_t job, std::uint64_t chunk,
+                  std::initializer_list<std::span<const std::byte>> pieces) {
+        if (job != 0) {
+            std::lock_guard lock(mutex_);
+            if (state_ == state::stopping || state_ == state::terminated)
+                throw ValueError("Pool not running");
+            ++inflight_;
+        }
+        record_head head{job, chunk};
+        std::size_t n = sizeof head;
+        for (auto p : pieces) n += p.size();
+        tasks_->put(
+            n,
+            [&](const ring_span& s) {
+                s.write(0, &head, sizeof head);
+                std::size_t at = sizeof head;
+                for (auto p : pieces) {
+                    s.write(at, p.data(), p.size());
+                    at += p.size();
+                }
+            },
+            forever);
+    }
+
+    // Python: Pool.close()
+    void close() {
+        std::lock_guard lock(mutex_);
+        if (state_ == state::running) state_ = state::closed;
+    }
+
+    // Python: Pool.join(): waits for every task put so far, then stops the workers. (A lazy
+    // imap that has not put all its input by then gets "Pool not running" for the rest.)
+    void join() {
+        {
+            std::unique_lock lock(mutex_);
+            if (state_ == state::running) throw ValueError("Pool is still running");
+            if (state_ == state::closed) {
+                changed_.wait(lock, [&] { return inflight_ == 0; });
+                state_ = state::stopping;
+            }
+        }
+        stop_workers();
+        stop_handler();
+    }
+
+    // Python: Pool.terminate(): stops the workers now; every pending result fails.
+    void terminate() noexcept {
+        {
+            std::lock_guard lock(mutex_);
+            if (state_ == state::terminated) return;
+            state_ = state::terminated;
+        }
+        // The handler first, so that it starts no replacement meanwhile.
+        stop_handler();
+        try {
+            for (auto& w : workers_)
+                if (w && w->exitcode() == std::nullopt) w->terminate();
+            for (auto& w : workers_)
+                if (w) w->join();
+        } catch (...) {
+        }
+        fail_all_jobs(std::make_exception_ptr(ProcessError("Pool was terminated")));
+    }
+
+    state current_state() {
+        std::lock_guard lock(mutex_);
+        return state_;
+    }
+
+    std::vector<int> worker_pids() {
+        std::lock_guard lock(mutex_);
+        std::vector<int> pids;
+        for (auto& w : workers_)
+            if (w && w->pid()) pids.push_back(*w->pid());
+        return pids;
+    }
+
+    // Runs in a worker: take a task, run it, put its result; until told to stop or retired.
+    struct channels {
+        std::shared_ptr<shared_ring> tasks, results;
+        std::shared_ptr<posix::region> slots;
+        std::size_t index;
+        int maxtasks;
+        const std::vector<std::byte>* initializer;
+    };
+
+    static void worker_main(const channels& ch) {
+        auto* slot = static_cast<worker_slot*>(ch.slots->data()) + ch.index;
+        std::vector<std::byte> task, out;
+        if (!ch.initializer->empty()) {
+            try {
+                run_record(*ch.initializer, out);
+            } catch (...) {
+                put_result(*ch.results, {0, 0, result_status::init_error},
+                           pack_exception(std::current_exception()));
+                throw;  // reported on stderr, exit code 1, as Python's worker traceback
+            }
+        }
+        for (int done = 0; ch.maxtasks == 0 || done < ch.maxtasks; ++done) {
+            record_head head{};
+            ch.tasks->get(
+                [&](const ring_span& s) {
+                    s.read(0, &head, sizeof head);
+                    if (head.job != 0) {
+                        slot->chunk.store(head.chunk, std::memory_order_relaxed);
+                        slot->job.store(head.job, std::memory_order_release);
+                    }
+                    task.resize(s.size() - sizeof head);
+                    s.read(sizeof head, task.data(), task.size());
+                },
+                forever);
+            if (head.job == 0) return;
+            result_head rh{head.job, head.chunk, result_status::ok};
+            try {
+                run_record(task, out);
+            } catch (...) {
+                rh.status = result_status::error;
+                out = pack_exception(std::current_exception());
+            }
+            put_result(*ch.results, rh, out);
+            slot->job.store(0, std::memory_order_release);
+        }
+    }
+
+private:
+    static void run_record(std::span<const std::byte> record, std::vector<std::byte>& out) {
+        out.clear();
+        reader r(record);
+        auto run = from_code_ref_as<invoker>(r.read<code_ref>());
+        writer w(out);
+        run(r, w);
+    }
+
+    static void put_result(shared_ring& ring, result_head head, std::span<const std::byte> payload) {
+        ring.put(
+            sizeof head + payload.size(),
+            [&](const ring_span& s) {
+                s.write(0, &head, sizeof head);
+                s.write(sizeof head, payload.data(), payload.size());
+            },
+            forever);
+    }
+
+    void start_worker(std::size_t i) {
+        auto* slot = static_cast<worker_slot*>(slots_->data()) + i;
+        slot->job.store(0);
+        channels ch{tasks_, results_, slots_, i, config_.maxtasksperchild, &config_.initializer};
+        auto p = std::make_unique<Process>(ProcessOptions{.name = std::nullopt, .daemon = true},
+                                           [ch] { worker_main(ch); });
+        p->name(fmt::format("{}-{}", config_.worker_name, ++worker_counter_));
+        p->start();
+        std::lock_guard lock(mutex_);
+        workers_[i] = std::move(p);
+    }
+
+    void handler_main() {
+        try {
+            for (std::size_t i = 0; i < workers_.size(); ++i) start_worker(i);
+        } catch (...) {
+            std::lock_guard lock(mutex_);
+            startup_error_ = std::current_exception();
+            for (auto& w : workers_)
+                if (w) w->kill();
+            changed_.notify_all();
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            started_ = true;
+            changed_.notify_all();
+        }
+        std::vector<std::byte> buf;
+        auto take = [&](const ring_span& s) {
+            buf.resize(s.size());
+            s.read(0, buf.data(), s.size());
+        };
+        std::int64_t next_check = 0;
+        while (!stop_handler_.load()) {
+            bool got = results_->get(take, deadline_after(check_interval));
+            if (got && handle_result(buf)) return;
+            if (!got || posix::monotonic_ns() >= next_check) {
+                check_workers(buf);
+                next_check = posix::monotonic_ns() + check_interval_ns;
+            }
+        }
+    }
+
+    // Returns true when the handler is told to stop.
+    bool handle_result(std::span<const std::byte> rec) {
+        if (rec.size() < sizeof(result_head)) return false;  // cannot happen: we wrote it
+        result_head h;
+        std::memcpy(&h, rec.data(), sizeof h);
+        auto payload = rec.subspan(sizeof h);
+        if (h.job == 0) {
+            if (h.status == result_status::wake) return stop_handler_.load();
+            if (h.status == result_status::init_error) {
+                std::exception_ptr e;
+                try {
+                    rethrow_packed_exception(payload);
+                } catch (...) {
+                    e = std::current_exception();
+                }
+                break_pool(e);
+            }
+            return false;
+        }
+        std::shared_ptr<job_base> job = find_job(h.job);
+        if (!job) return false;  // a job that already failed as a whole
+        chunk_outcome out;
+        try {
+            out = job->on_result(h.chunk, h.status == result_status::ok, payload);
+        } catch (...) {
+            // A callback that throws: Python's handler thread would die silently; we carry on.
+            out = job->on_failure(h.chunk, std::current_exception());
+        }
+        account(h.job, out);
+        return false;
+    }
+
+    void account(std::uint64_t id, chunk_outcome out) {
+        std::lock_guard lock(mutex_);
+        if (out.resolved) --inflight_;
+        if (out.job_done) jobs_.erase(id);
+        if (inflight_ == 0) changed_.notify_all();
+    }
+
+    void check_workers(std::vector<std::byte>& buf) {
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            Process* w;
+            {
+                std::lock_guard lock(mutex_);
+                w = workers_[i].get();
+            }
+            if (!w || w->exitcode() == std::nullopt) continue;
+            // It cannot put anything more: handle what it did put before judging its slot.
+            while (results_->get([&](const ring_span& s) {
+                buf.resize(s.size());
+                s.read(0, buf.data(), s.size());
+            }, 0)) {
+                handle_result(buf);
+            }
+            auto* slot = static_cast<worker_slot*>(slots_->data()) + i;
+            std::uint64_t job = slot->job.load(std::memory_order_acquire);
+            std::uint64_t chunk = slot->chunk.load(std::memory_order_relaxed);
+            int code = *w->exitcode();
+            std::string what = fmt::format("{} (pid {}) {} while running a task", w->name(),
+                                           w->pid().value_or(0), describe_exit(code));
+            bool clean = job == 0 && code == 0;  // retired after maxtasksperchild
+            if (job != 0) {
+                if (auto j = find_job(job)) {
+                    auto error = config_.death_error
+                                     ? config_.death_error(what)
+                                     : std::make_exception_ptr(ProcessError("Pool worker " + what));
+                    account(job, j->on_failure(chunk, error));
+                }
+            }
+            bool restart;
+            {
+                std::lock_guard lock(mutex_);
+                restart = (state_ == state::running || state_ == state::closed) && !broken_;
+            }
+            if (!clean && config_.break_on_worker_death) {
+                break_pool(config_.death_error ? config_.death_error(what)
+                                               : std::make_exception_ptr(ProcessError(what)));
+                restart = false;
+            }
+            if (restart) {
+                try {
+                    start_worker(i);
+                } catch (...) {
+                    break_pool(std::current_exception());
+                }
+            } else {
+                std::lock_guard lock(mutex_);
+                retired_.push_back(std::move(workers_[i]));
+            }
+        }
+    }
+
+    static std::string describe_exit(int code) {
+        if (code < 0) {
+            const char* abbrev = ::sigabbrev_np(-code);
+            return fmt::format("was killed by signal {}{}", abbrev ? "SIG" : "", abbrev ? abbrev : std::to_string(-code));
+        }
+        return fmt::format("exited with code {}", code);
+    }
+
+    // Every job fails with `error`, and so will every new one.
+    void break_pool(std::exception_ptr error) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!broken_) broken_ = error;
+        }
+        fail_all_jobs(error);
+    }
+
+    void fail_all_jobs(std::exception_ptr error) {
+        std::unordered_map<std::uint64_t, std::shared_ptr<job_base>> jobs;
+        {
+            std::lock_guard lock(mutex_);
+            jobs.swap(jobs_);
+        }
+        std::size_t resolved = 0;
+        for (auto& [id, job] : jobs) resolved += job->fail_all(error);
+        std::lock_guard lock(mutex_);
+        inflight_ -= std::min(inflight_, resolved);
+        changed_.notify_all();
+    }
+
+    std::shared_ptr<job_base> find_job(std::uint64_t id) {
+        std::lock_guard lock(mutex_);
+        auto it = jobs_.find(id);
+        return it == jobs_.end() ? nullptr : it->second;
+    }
+
+    void stop_workers() {
+        std::size_t n;
+        {
+            std::lock_guard lock(mutex_);
+            n = workers_.size();
+        }
+        for (std::size_t i = 0; i < n; ++i) put_task(0, 0, {});
+        for (std::size_t i = 0; i < n; ++i) {
+            Process* w;
+            {
+                std::lock_guard lock(mutex_);
+                w = workers_[i].get();
+            }
+            if (w) w->join();
+        }
+    }
+
+    void stop_handler() noexcept {
+        if (!handler_.joinable()) return;
+        stop_handler_.store(true);
+        try {
+            put_result(*results_, {0, 0, result_status::wake}, {});
+        } catch (...) {
+        }
+        handler_.join();
+    }
+
+    static constexpr auto check_interval = std::chrono::milliseconds(100);
+    static constexpr std::int64_t check_interval_ns = 100'000'000;
+
+    pool_config config_;
+    std::shared_ptr<shared_ring> tasks_, results_;
+    std::shared_ptr<posix::region> slots_;
+
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    state state_ = state::running;
+    bool started_ = false;
+    std::exception_ptr startup_error_, broken_;
+    std::vector<std::unique_ptr<Process>> workers_;
+    std::vector<std::unique_ptr<Process>> retired_;
+    std::unordered_map<std::uint64_t, std::shared_ptr<job_base>> jobs_;
+    std::uint64_t next_job_ = 1;
+    std::size_t inflight_ = 0;  // tasks put and not yet resolved
+    int worker_counter_ = 0;
+    std::atomic<bool> stop_handler_{false};
+    std::thread handler_;
+};
+
+}  // namespace multiprocessing::detail
