@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -12,4 +13,15 @@ inline const char* py(bool b) { return b ? "True" : "False"; }
 template <class T>
 std::string py(const std::optional<T>& v) {
     return v ? fmt::format("{}", *v) : std::string("None");
+}
+
+// A list of strings as Python's repr prints it: ['a', 'b'] (fmt quotes with ").
+inline std::string py(const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        out += i ? ", '" : "'";
+        out += v[i];
+        out += '\'';
+    }
+    return out + "]";
 }

@@ -5,4 +5,7 @@
 #pragma once
 
 #include "multiprocessing/errors.hpp"
+#include "multiprocessing/futures.hpp"
+#include "multiprocessing/pool.hpp"
 #include "multiprocessing/process.hpp"
+#include "multiprocessing/serialization.hpp"

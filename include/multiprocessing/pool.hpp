@@ -31,6 +31,9 @@
 namespace multiprocessing {
 
 class Pool;
+namespace futures {
+class ProcessPoolExecutor;
+}
 
 namespace detail {
 
@@ -107,6 +110,9 @@ struct result_state {
     std::exception_ptr error;
     std::function<void(const T&)> callback;
     std::function<void(std::exception_ptr)> error_callback;
+    std::vector<std::function<void()>> on_done;  // run once done, whatever the outcome
+
+    virtual ~result_state() = default;
 
     void set_value(T v) {
         {
@@ -117,6 +123,7 @@ struct result_state {
         }
         cv.notify_all();
         if (callback) callback(*value);
+        finish();
     }
     void set_error(std::exception_ptr e) {
         {
@@ -127,6 +134,15 @@ struct result_state {
         }
         cv.notify_all();
         if (error_callback) error_callback(e);
+        finish();
+    }
+    void finish() {
+        std::vector<std::function<void()>> fns;
+        {
+            std::lock_guard lock(mutex);
+            fns.swap(on_done);
+        }
+        for (auto& f : fns) f();
     }
     bool wait_until(std::int64_t deadline) {
         std::unique_lock lock(mutex);
@@ -359,6 +375,10 @@ public:
     // The number of items, when the input knows it (for progress bars).
     std::optional<std::size_t> length_hint() const { return total_; }
 
+    // Iterating (begin/++) waits at most until this monotonic deadline, then throws
+    // mp::TimeoutError (Executor.map's timeout counts from the call).
+    void set_deadline(std::int64_t deadline) { deadline_ = deadline; }
+
     class iterator {
     public:
         using value_type = R;
@@ -367,7 +387,7 @@ public:
         explicit iterator(IMapIterator* owner) : owner_(owner) { ++*this; }
         const R& operator*() const { return *current_; }
         iterator& operator++() {
-            current_ = owner_->next();
+            current_ = owner_->next_until(owner_->deadline_);
             return *this;
         }
         void operator++(int) { ++*this; }
@@ -458,6 +478,7 @@ private:
     std::shared_ptr<detail::lazy_job<R>> job_;
     std::uint64_t id_ = 0;
     bool input_done_ = false;
+    std::int64_t deadline_ = detail::forever;
     std::deque<R> pending_;
     std::vector<std::byte> buf_;
 };
@@ -570,7 +591,11 @@ public:
     int processes() { return pool().processes(); }
 
 private:
-    static std::shared_ptr<detail::worker_pool> make_pool(PoolOptions o) {
+    friend class futures::ProcessPoolExecutor;
+
+    // `adjust` lets the executor word and handle worker deaths its own way.
+    static std::shared_ptr<detail::worker_pool> make_pool(PoolOptions o,
+                                                          void (*adjust)(detail::pool_config&) = nullptr) {
         detail::pool_config c;
         c.processes = o.processes ? *o.processes : process_cpu_count();
         if (c.processes < 1) throw ValueError("Number of processes must be at least 1");
@@ -587,6 +612,7 @@ private:
         } else if (o.initargs.types_ != type_name<std::tuple<>>()) {
             throw ValueError("Pool: initargs given without an initializer");
         }
+        if (adjust) adjust(c);
         return std::make_shared<detail::worker_pool>(std::move(c));
     }
 

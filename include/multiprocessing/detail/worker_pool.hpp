@@ -193,6 +193,12 @@ public:
         fail_all_jobs(std::make_exception_ptr(ProcessError("Pool was terminated")));
     }
 
+    // The error that broke the pool (an initializer failed, or an executor's worker died).
+    std::exception_ptr broken() {
+        std::lock_guard lock(mutex_);
+        return broken_;
+    }
+
     state current_state() {
         std::lock_guard lock(mutex_);
         return state_;
@@ -377,23 +383,18 @@ private:
             std::string what = fmt::format("{} (pid {}) {} while running a task", w->name(),
                                            w->pid().value_or(0), describe_exit(code));
             bool clean = job == 0 && code == 0;  // retired after maxtasksperchild
-            if (job != 0) {
-                if (auto j = find_job(job)) {
-                    auto error = config_.death_error
-                                     ? config_.death_error(what)
-                                     : std::make_exception_ptr(ProcessError("Pool worker " + what));
-                    account(job, j->on_failure(chunk, error));
-                }
-            }
+            auto error = config_.death_error ? config_.death_error(what)
+                                             : std::make_exception_ptr(ProcessError("Pool worker " + what));
             bool restart;
-            {
+            if (!clean && config_.break_on_worker_death) {
+                // The executor's way: the whole pool is broken, every job fails with it.
+                break_pool(error);
+                restart = false;
+            } else {
+                if (job != 0)
+                    if (auto j = find_job(job)) account(job, j->on_failure(chunk, error));
                 std::lock_guard lock(mutex_);
                 restart = (state_ == state::running || state_ == state::closed) && !broken_;
-            }
-            if (!clean && config_.break_on_worker_death) {
-                break_pool(config_.death_error ? config_.death_error(what)
-                                               : std::make_exception_ptr(ProcessError(what)));
-                restart = false;
             }
             if (restart) {
                 try {
