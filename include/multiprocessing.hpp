@@ -4,8 +4,10 @@
 //     namespace mp = multiprocessing;
 #pragma once
 
+#include "multiprocessing/connection.hpp"
 #include "multiprocessing/errors.hpp"
 #include "multiprocessing/futures.hpp"
 #include "multiprocessing/pool.hpp"
 #include "multiprocessing/process.hpp"
+#include "multiprocessing/progress.hpp"
 #include "multiprocessing/serialization.hpp"
