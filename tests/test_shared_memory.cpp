@@ -1,0 +1,236 @@
+// SharedMemory, ShareableList and the resource tracker, with real processes and /dev/shm.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <multiprocessing/process.hpp>
+#include <multiprocessing/shared_memory.hpp>
+#include <multiprocessing/sharedctypes.hpp>
+#include <multiprocessing/synchronize.hpp>
+
+namespace mp = multiprocessing;
+using mp::shared_memory::ShareableList;
+using mp::shared_memory::SharedMemory;
+using namespace std::chrono_literals;
+
+namespace {
+
+void check(bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(what);
+}
+
+template <class F>
+mp::Process start(F f) {
+    mp::Process p(std::move(f));
+    p.start();
+    return p;
+}
+
+int finish(mp::Process& p) {
+    REQUIRE(p.join(10s));
+    REQUIRE(p.exitcode().has_value());
+    return *p.exitcode();
+}
+
+bool in_dev_shm(const std::string& name) {
+    return std::filesystem::exists("/dev/shm/" + name);
+}
+
+// Polls /dev/shm every 10 ms until `name` is gone or the deadline passes.
+bool gone_within(const std::string& name, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (in_dev_shm(name)) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+// A name handed from a child to its parent.
+struct name_box {
+    mp::RawArray<char> chars = mp::RawArray<char>(256);
+    void put(const std::string& s) const { std::memcpy(chars.data(), s.c_str(), s.size() + 1); }
+    std::string get() const { return chars.data(); }
+};
+
+}  // namespace
+
+TEST_CASE("SharedMemory: a new segment is private (0600), exclusive and randomly named") {
+    SharedMemory shm(std::nullopt, true, 1000);
+    const std::string name = shm.name();
+    REQUIRE(name.starts_with("mp-"));
+    REQUIRE(name.size() >= 3 + 16);
+    REQUIRE(name.find_first_not_of("0123456789abcdef", 3) == std::string::npos);
+    REQUIRE(shm.size() == 1000);
+    REQUIRE(shm.buf().size() == 1000);
+    REQUIRE(std::all_of(shm.buf().begin(), shm.buf().end(), [](std::byte b) { return b == std::byte{0}; }));
+
+    struct stat st;
+    REQUIRE(::stat(("/dev/shm/" + name).c_str(), &st) == 0);
+    REQUIRE((st.st_mode & 07777) == 0600);
+    REQUIRE(st.st_uid == ::getuid());
+
+    std::set<std::string> names{name};
+    for (int i = 0; i < 20; ++i) {
+        SharedMemory other({.create = true, .size = 16});
+        REQUIRE(names.insert(other.name()).second);
+        other.unlink();
+    }
+
+    // The same name again is refused (O_EXCL), with or without the slash.
+    try {
+        SharedMemory dup(name, true, 10);
+        FAIL("created a segment over an existing one");
+    } catch (const std::system_error& e) {
+        REQUIRE(e.code() == std::errc::file_exists);
+    }
+    REQUIRE_THROWS_AS(SharedMemory("/" + name, true, 10), std::system_error);
+
+    shm.unlink();
+    REQUIRE_FALSE(in_dev_shm(name));
+    REQUIRE(shm.buf().size() == 1000);  // still mapped until close()
+    shm.close();
+    REQUIRE(shm.buf().empty());
+    REQUIRE_THROWS_AS(shm.unlink(), std::system_error);  // already gone
+}
+
+TEST_CASE("SharedMemory: bad arguments") {
+    REQUIRE_THROWS_AS(SharedMemory(std::nullopt, true, 0), mp::ValueError);
+    REQUIRE_THROWS_AS(SharedMemory(std::nullopt, true, -5), mp::ValueError);
+    REQUIRE_THROWS_AS(SharedMemory("x", false, -1), mp::ValueError);
+    REQUIRE_THROWS_AS(SharedMemory(), mp::ValueError);  // no name and create=false
+    const std::string missing = "mp-does-not-exist-" + std::to_string(::getpid());
+    try {
+        SharedMemory nope(missing);
+        FAIL("attached to a segment that does not exist");
+    } catch (const std::system_error& e) {
+        REQUIRE(e.code() == std::errc::no_such_file_or_directory);
+    }
+    REQUIRE_FALSE(in_dev_shm(missing));
+}
+
+TEST_CASE("SharedMemory: attach by name, with or without the slash, from a child") {
+    const std::string name = "mp-test-" + mp::detail::posix::random_hex(8);
+    SharedMemory shm(name, true, 4096);
+    REQUIRE(shm.name() == name);
+    SharedMemory same("/" + name);
+    REQUIRE(same.size() == 4096);
+    same.buf()[0] = std::byte{42};
+    REQUIRE(shm.buf()[0] == std::byte{42});
+
+    auto p = start([name] {
+        SharedMemory child(name, false, 1);  // the size is ignored when attaching
+        check(child.size() == 4096, "size");
+        check(child.buf()[0] == std::byte{42}, "parent's byte");
+        std::memcpy(child.buf().data() + 100, "hello", 5);
+        child.close();
+    });
+    REQUIRE(finish(p) == 0);
+    REQUIRE(std::memcmp(shm.buf().data() + 100, "hello", 5) == 0);
+    shm.unlink();
+    REQUIRE_FALSE(in_dev_shm(name));
+}
+
+TEST_CASE("SharedMemory: a segment a child created is attached and unlinked by the parent") {
+    // The tracker runs for the tree that started it: started here, the child's segment
+    // outlives the child (as in Python, where it must be running before the child starts).
+    mp::detail::resource_tracker::instance().ensure_running();
+    name_box box;
+    mp::Event made, done;
+    auto p = start([=] {
+        SharedMemory shm({.create = true, .size = 64});
+        std::memcpy(shm.buf().data(), "from child", 11);
+        box.put(shm.name());
+        made.set();
+        check(done.wait(5.0), "done");
+    });
+    REQUIRE(made.wait(5.0));
+    SharedMemory shm(box.get());
+    REQUIRE(std::strcmp(reinterpret_cast<const char*>(shm.buf().data()), "from child") == 0);
+    done.set();
+    REQUIRE(finish(p) == 0);
+    REQUIRE(in_dev_shm(box.get()));  // the child's end does not end the program: still there
+    shm.unlink();
+    REQUIRE_FALSE(in_dev_shm(box.get()));
+}
+
+TEST_CASE("Resource tracker: a creator killed with SIGKILL leaks nothing") {
+    name_box box;
+    mp::Event made;
+    auto p = start([=] {
+        // A tracker of this child's own, as a separate program would have.
+        mp::detail::resource_tracker::instance().detach();
+        SharedMemory shm({.create = true, .size = 1 << 16});
+        box.put(shm.name());
+        made.set();
+        for (;;) ::pause();
+    });
+    REQUIRE(made.wait(5.0));
+    const std::string name = box.get();
+    REQUIRE(in_dev_shm(name));
+    p.kill();
+    REQUIRE(finish(p) == -SIGKILL);
+    REQUIRE(gone_within(name, 2000ms));
+}
+
+TEST_CASE("Resource tracker: segments not unlinked are removed when their program ends") {
+    name_box box;
+    auto p = start([=] {
+        mp::detail::resource_tracker::instance().detach();
+        SharedMemory kept({.create = true, .size = 100});
+        SharedMemory unlinked({.create = true, .size = 100});
+        box.put(kept.name());
+        unlinked.unlink();  // unregistered: the tracker must not trip over it
+        // And a grandchild keeps the tracker alive as long as it runs.
+        mp::Process grandchild([kept] { check(kept.size() == 100, "size"); });
+        grandchild.start();
+        grandchild.join();
+    });
+    REQUIRE(finish(p) == 0);
+    REQUIRE(gone_within(box.get(), 2000ms));
+}
+
+TEST_CASE("ShareableList: shared by name across processes") {
+    ShareableList<int> sl{1, 2, 3, 2};
+    REQUIRE(sl.size() == 4);
+    REQUIRE(sl.count(2) == 2);
+    REQUIRE(sl.index(3) == 2);
+    REQUIRE_THROWS_AS(sl.index(9), mp::ValueError);
+    REQUIRE(sl.at(-1) == 2);
+    REQUIRE_THROWS_AS(sl.at(4), std::out_of_range);
+    const std::string name = sl.shm().name();
+    REQUIRE(name.starts_with("mp-"));
+
+    auto p = start([name] {
+        ShareableList<int> other(std::nullopt, name);
+        check(other.size() == 4, "size");
+        for (auto& x : other) x *= 10;
+    });
+    REQUIRE(finish(p) == 0);
+    REQUIRE(std::vector<int>(sl.begin(), sl.end()) == std::vector<int>{10, 20, 30, 20});
+
+    REQUIRE_THROWS_AS(ShareableList<double>(std::nullopt, name), mp::ValueError);  // wrong type
+    SharedMemory plain({.create = true, .size = 8});
+    REQUIRE_THROWS_AS(ShareableList<int>(std::nullopt, plain.name()), mp::ValueError);
+    plain.unlink();
+
+    ShareableList<double> from_range(std::vector<double>{0.5, 1.5}, "mp-list-" + mp::detail::posix::random_hex(8));
+    REQUIRE(from_range[1] == 1.5);
+    ShareableList<char> empty(std::string{});
+    REQUIRE(empty.size() == 0);
+    from_range.shm().unlink();
+    empty.shm().unlink();
+    sl.shm().unlink();
+    REQUIRE_FALSE(in_dev_shm(name));
+}
