@@ -1,21 +1,26 @@
 // The byte-level queue under Queue, SimpleQueue and JoinableQueue: a ring of length-prefixed
 // records in one anonymous shared file, guarded by a robust mutex.
 //
-// Layout of the file: a header page (lock, committed state, futex words; mapped once, never
-// remapped), then the data ring (a power of two of bytes, mapped separately so it can grow).
-// A record is [u64 payload length][payload, padded to 8 bytes]; its payload may wrap around the
-// end of the ring, so a reader sees it as one or two pieces (ring_span).
+// Layout of the file: a header page (lock, state, futex words; mapped once, never remapped),
+// then the data ring, a power of two of bytes, mapped separately so that it can grow. A record
+// is [u64 payload length][payload, padded to 8 bytes]; a payload may wrap around the end of the
+// ring, so a reader sees it as one or two pieces (ring_span).
 //
-// Crash consistency: every state change is written to the spare one of two state slots and
-// published by one store of the slot index, the last step of each operation. A put writes the
-// payload into free space first; a get reads it out first; a growth copies into the new part of
-// the file first. A process killed at any point therefore leaves the last committed state, and
-// the robust mutex hands the lock to the next user (lock_result::owner_died).
+// `head` and `tail` count the bytes ever consumed and produced; a byte's place in the ring is
+// its count modulo the capacity. Growing keeps that rule: the bytes whose place moves are
+// copied into the new part of the file, then the new capacity is committed.
+//
+// Crash consistency: every operation prepares its effect in free space (or in new space) and
+// then commits it with one store: `tail` for a put, `head` for a get, `capacity` for a growth.
+// `count` is updated right after; a process killed between the two leaves it off by one, so
+// whoever takes the lock over from a dead owner (lock_result::owner_died) recounts the
+// records. Any other crash leaves the last committed state, whole.
 //
 // Waiting: a waiter sets the top bit of a futex word under the lock and sleeps on it; whoever
 // makes progress possible sees the bit, bumps the word and wakes all sleepers, still under the
-// lock and before its commit, so a waker killed half-way either wakes them or commits nothing.
-// Nobody sleeps on an uncontended path, so a put or get with no sleepers makes no system call.
+// lock and before its commit, so a waker killed half-way either woke them or committed nothing.
+// A put or get with no sleepers makes no system call. Everything an operation touches in the
+// header shares one cache line.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +32,7 @@
 #include <exception>
 #include <new>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "mutex.hpp"
@@ -77,39 +83,37 @@ struct ring_span {
     }
 };
 
-// The committed state, one of two slots. All offsets are into the data ring.
-struct ring_state {
-    std::uint64_t capacity;    // bytes, a power of two
-    std::uint64_t head;        // offset of the oldest record
-    std::uint64_t used;        // bytes held by records
-    std::uint64_t count;       // records
-    std::uint64_t unfinished;  // JoinableQueue: items put and not yet task_done()
-};
-
 struct ring_header {
     static constexpr std::uint64_t magic_value = 0x6d702d7175657565;  // "mp-queue"
     static constexpr std::uint32_t waiting_bit = 0x8000'0000u;
 
-    // Cache line 0: what every operation touches.
+    // Cache line 0: all that put and get touch. Written only under the lock; `count` is also
+    // read without it by spinning waiters.
     robust_mutex mutex;
-    std::atomic<std::uint32_t> active{0};     // index of the committed slot
     std::atomic<std::uint32_t> not_empty{0};  // futex words: sequence | waiting_bit
     std::atomic<std::uint32_t> not_full{0};
     std::atomic<std::uint32_t> all_done{0};
-    std::uint32_t reserved = 0;
-    ring_state slot[2];
-    // Read without the lock by spinning waiters; written after each commit.
-    alignas(64) std::atomic<std::uint64_t> count_hint{0};
+    std::atomic<std::uint64_t> capacity{0};     // bytes in the ring, a power of two
+    std::atomic<std::uint64_t> head{0};         // bytes ever consumed
+    std::atomic<std::uint64_t> tail{0};         // bytes ever produced
+    std::atomic<std::uint64_t> count{0};        // records in the ring
+    std::atomic<std::uint64_t> outstanding{0};  // got, not yet task_done (two's complement)
+    std::atomic<std::uint32_t> recount{0};      // set when a lock owner died: count is suspect
     // Immutable after creation.
     alignas(64) std::uint64_t magic = magic_value;
     std::uint64_t type_tag = 0;
-    std::uint64_t maxsize = 0;          // items; 0 = unbounded
-    std::uint64_t data_offset = 0;      // where the ring starts in the file
+    std::uint64_t maxsize = 0;  // items; 0 = unbounded
+    std::uint64_t data_offset = 0;
     std::uint64_t initial_capacity = 0;
-    std::atomic<std::uint64_t> recoveries{0};  // locks taken over from a dead owner
+    std::uint64_t shrink_threshold = 0;
+    std::int64_t shrink_delay_ns = 0;
+    // Under the lock, off the hot line.
+    std::atomic<std::int64_t> last_growth_ns{0};  // monotonic
+    std::atomic<std::uint64_t> recoveries{0};     // locks taken over from a dead owner
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(offsetof(ring_header, recount) + 4 <= 64);
 static_assert(sizeof(ring_header) <= 4096);
 
 class shared_ring {
@@ -118,13 +122,25 @@ public:
     static constexpr std::size_t record_header = sizeof(std::uint64_t);
     // How long a waiter polls before it sleeps in the kernel.
     static constexpr std::int64_t spin_ns = 20'000;
-    // A ring this big goes back to its initial size whenever it empties, giving the memory of
-    // a burst back to the system.
-    static constexpr std::uint64_t shrink_threshold = 64u << 20;
+    // A ring at least this big that empties at least shrink_delay_ns after its last growth
+    // goes back to its initial size, giving the memory of a burst back to the system. (The
+    // delay keeps a steady stream of big items from shrinking and regrowing the ring, with
+    // all the page faults that costs, every time a consumer catches up.)
+    static constexpr std::uint64_t default_shrink_threshold = 64u << 20;
+    static constexpr std::int64_t default_shrink_delay_ns = 1'000'000'000;
+    // A producer that put a record this big while this much was queued lets a process
+    // waiting for the lock in before it may take it again (for up to handoff_ns). Otherwise,
+    // with copies that outlast the lock's spinning, it keeps barging back in while consumers
+    // sleep, and the ring grows (page faults and all) with everything it puts.
+    static constexpr std::uint64_t handoff_size = 64u << 10;
+    static constexpr std::uint64_t handoff_backlog = 8u << 20;
+    static constexpr std::int64_t handoff_ns = 200'000;
 
-    // A new ring. `maxsize` counts items (0 = unbounded); `type_tag` is checked by attach().
+    // A new ring. `maxsize` counts items (0 = unbounded); `type_tag` is checked on adoption.
     explicit shared_ring(std::uint64_t maxsize = 0, std::uint64_t type_tag = 0,
-                         std::size_t capacity = default_capacity) {
+                         std::size_t capacity = default_capacity,
+                         std::uint64_t shrink_threshold = default_shrink_threshold,
+                         std::int64_t shrink_delay_ns = default_shrink_delay_ns) {
         const std::size_t header_size = posix::round_to_pages(sizeof(ring_header));
         capacity = std::bit_ceil(std::max(capacity, posix::page_size()));
         fd_ = posix::create_anonymous_file(header_size + capacity, "mp-queue");
@@ -134,12 +150,10 @@ public:
         h_->maxsize = maxsize;
         h_->data_offset = header_size;
         h_->initial_capacity = capacity;
-        h_->slot[0] = ring_state{capacity, 0, 0, 0, 0};
-        h_->slot[1] = h_->slot[0];
-        h_->active.store(0, std::memory_order_release);
-        data_map_ = posix::mapping(fd_.get(), capacity, header_size);
-        data_ = static_cast<std::byte*>(data_map_.data());
-        mapped_capacity_ = capacity;
+        h_->shrink_threshold = std::max<std::uint64_t>(shrink_threshold, capacity * 2);
+        h_->shrink_delay_ns = shrink_delay_ns;
+        h_->capacity.store(capacity, std::memory_order_release);
+        remap(capacity);
     }
 
     // Adopts the descriptor of an existing ring (how a spawned child gets its queue).
@@ -169,37 +183,39 @@ public:
     // If `fill` throws, nothing is added and the exception propagates.
     template <class Fill>
     bool put(std::size_t n, Fill&& fill, std::int64_t deadline) {
+        ring_header& h = *h_;
         const std::uint64_t rec = record_size(n);
-        const std::uint64_t maxsize = h_->maxsize;
+        const std::uint64_t maxsize = h.maxsize;
         bool spun = false;
         std::uint32_t armed = 0;
         for (;;) {
             {
                 locked g(*this);
-                ring_state s = g.state();
-                if (maxsize == 0 || s.count < maxsize) {
-                    if (s.capacity - s.used < rec) grow(g, s, s.used + rec);
-                    const std::uint64_t mask = s.capacity - 1;
-                    const std::uint64_t tail = (s.head + s.used) & mask;
+                const std::uint64_t count = h.count.load(std::memory_order_relaxed);
+                if (maxsize == 0 || count < maxsize) {
+                    const std::uint64_t head = h.head.load(std::memory_order_relaxed);
+                    const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+                    if (mapped_capacity_ - (tail - head) < rec) grow(tail - head + rec);
+                    const std::uint64_t mask = mapped_capacity_ - 1;
                     const std::uint64_t len = n;
-                    std::memcpy(data_ + tail, &len, sizeof len);
-                    fill(span_at((tail + record_header) & mask, n, s.capacity));
-                    notify(h_->not_empty);
-                    s.used += rec;
-                    s.count += 1;
-                    s.unfinished += 1;
-                    g.commit(s);
+                    std::memcpy(data_ + (tail & mask), &len, sizeof len);
+                    fill(span_at(tail + record_header, n));
+                    notify(h.not_empty);
+                    h.tail.store(tail + rec, std::memory_order_release);  // the commit
+                    h.count.store(count + 1, std::memory_order_release);
+                    if (rec >= handoff_size && tail + rec - head >= handoff_backlog) [[unlikely]]
+                        g.hand_off();
                     return true;
                 }
                 if (expired(deadline)) return false;
-                if (spun) armed = arm(h_->not_full);
+                if (spun) armed = arm(h.not_full);
             }
             if (!spun) {
                 spun = true;
-                spin([&] { return hint() < maxsize; }, deadline);
+                spin([&] { return h.count.load(std::memory_order_relaxed) < maxsize; }, deadline);
                 continue;
             }
-            posix::futex_wait(&h_->not_full, armed, deadline);
+            posix::futex_wait(&h.not_full, armed, deadline);
         }
     }
 
@@ -208,31 +224,32 @@ public:
     // removed (as Python drops an item it cannot unpickle) and the exception propagates.
     template <class Take>
     bool get(Take&& take, std::int64_t deadline) {
+        ring_header& h = *h_;
         bool spun = false;
         std::uint32_t armed = 0;
         for (;;) {
             {
                 locked g(*this);
-                ring_state s = g.state();
-                if (s.count > 0) {
-                    const std::uint64_t mask = s.capacity - 1;
+                const std::uint64_t count = h.count.load(std::memory_order_relaxed);
+                if (count > 0) {
+                    const std::uint64_t head = h.head.load(std::memory_order_relaxed);
                     std::uint64_t len;
-                    std::memcpy(&len, data_ + s.head, sizeof len);
+                    std::memcpy(&len, data_ + (head & (mapped_capacity_ - 1)), sizeof len);
                     std::exception_ptr error;
                     try {
-                        take(span_at((s.head + record_header) & mask, len, s.capacity));
+                        take(span_at(head + record_header, len));
                     } catch (...) {
                         error = std::current_exception();
                     }
-                    if (h_->maxsize) notify(h_->not_full);
-                    const std::uint64_t rec = record_size(len);
-                    s.used -= rec;
-                    s.count -= 1;
-                    // An empty ring starts over at offset 0: the hot bytes stay few.
-                    s.head = s.used ? (s.head + rec) & mask : 0;
-                    g.commit(s);
-                    if (s.used == 0 && s.capacity >= shrink_threshold) [[unlikely]]
-                        shrink(g, s);
+                    if (h.maxsize) notify(h.not_full);
+                    const std::uint64_t next = head + record_size(len);
+                    h.head.store(next, std::memory_order_release);  // the commit
+                    h.count.store(count - 1, std::memory_order_release);
+                    h.outstanding.store(h.outstanding.load(std::memory_order_relaxed) + 1,
+                                        std::memory_order_relaxed);
+                    if (next == h.tail.load(std::memory_order_relaxed) &&
+                        mapped_capacity_ >= h.shrink_threshold) [[unlikely]]
+                        maybe_shrink();
                     if (error) {
                         g.unlock();
                         std::rethrow_exception(error);
@@ -240,40 +257,39 @@ public:
                     return true;
                 }
                 if (expired(deadline)) return false;
-                if (spun) armed = arm(h_->not_empty);
+                if (spun) armed = arm(h.not_empty);
             }
             if (!spun) {
                 spun = true;
-                spin([&] { return hint() > 0; }, deadline);
+                spin([&] { return h.count.load(std::memory_order_relaxed) > 0; }, deadline);
                 continue;
             }
-            posix::futex_wait(&h_->not_empty, armed, deadline);
+            posix::futex_wait(&h.not_empty, armed, deadline);
         }
     }
 
     std::size_t qsize() {
         locked g(*this);
-        return std::size_t(g.state().count);
+        return std::size_t(h_->count.load(std::memory_order_relaxed));
     }
     bool empty() { return qsize() == 0; }
     bool full() {
         if (h_->maxsize == 0) return false;
         return qsize() >= h_->maxsize;
     }
-    // Bytes of the data ring now (grows, never shrinks).
+    // Bytes in the data ring now.
     std::size_t capacity() {
         locked g(*this);
-        return std::size_t(g.state().capacity);
+        return std::size_t(mapped_capacity_);
     }
 
     // Python: JoinableQueue.task_done(). Returns false when no task is unfinished.
     bool task_done() {
         locked g(*this);
-        ring_state s = g.state();
-        if (s.unfinished == 0) return false;
-        if (s.unfinished == 1) notify(h_->all_done);
-        s.unfinished -= 1;
-        g.commit(s);
+        if (unfinished() == 0) return false;
+        const std::uint64_t o = h_->outstanding.load(std::memory_order_relaxed);
+        if (unfinished() == 1) notify(h_->all_done);
+        h_->outstanding.store(o - 1, std::memory_order_release);
         return true;
     }
 
@@ -283,7 +299,7 @@ public:
             std::uint32_t armed;
             {
                 locked g(*this);
-                if (g.state().unfinished == 0) return true;
+                if (unfinished() == 0) return true;
                 if (expired(deadline)) return false;
                 armed = arm(h_->all_done);
             }
@@ -291,118 +307,144 @@ public:
         }
     }
 
+    // Items put and not yet task_done()'d.
     std::size_t unfinished_tasks() {
         locked g(*this);
-        return std::size_t(g.state().unfinished);
+        return std::size_t(unfinished());
     }
 
 private:
-    // Holds the mutex; on entry repairs what a dead owner left and brings this process's data
-    // mapping up to the committed capacity.
+    // Holds the mutex; on entry brings this process's data mapping up to the committed
+    // capacity and repairs what a dead owner left.
     class locked {
     public:
         explicit locked(shared_ring& r) : r_(r) {
-            if (r_.h_->mutex.lock() == lock_result::owner_died) r_.recover();
-            state_ = r_.h_->slot[r_.h_->active.load(std::memory_order_acquire) & 1];
-            if (state_.capacity != r_.mapped_capacity_) {
-                try {
-                    r_.remap(state_.capacity);
-                } catch (...) {
-                    r_.h_->mutex.unlock();
-                    throw;
-                }
+            ring_header& h = *r_.h_;
+            if (h.mutex.lock() == lock_result::owner_died) [[unlikely]]
+                h.recount.store(1, std::memory_order_relaxed);  // kept if the remap fails
+            try {
+                const std::uint64_t cap = h.capacity.load(std::memory_order_acquire);
+                if (cap != r_.mapped_capacity_) [[unlikely]] r_.remap(cap);
+            } catch (...) {
+                h.mutex.unlock();
+                throw;
             }
+            if (h.recount.load(std::memory_order_relaxed)) [[unlikely]] r_.recover();
         }
         ~locked() { unlock(); }
         locked(const locked&) = delete;
         locked& operator=(const locked&) = delete;
 
-        const ring_state& state() const noexcept { return state_; }
-        // The single store that publishes `s`.
-        void commit(const ring_state& s) noexcept {
-            ring_header& h = *r_.h_;
-            const std::uint32_t next = (h.active.load(std::memory_order_relaxed) & 1) ^ 1;
-            h.slot[next] = s;
-            h.active.store(next, std::memory_order_release);
-            h.count_hint.store(s.count, std::memory_order_release);
-            state_ = s;
-        }
         void unlock() noexcept {
             if (held_) r_.h_->mutex.unlock();
             held_ = false;
         }
 
+        // Unlocks, and if another process sleeps on the lock, waits (bounded) until it has it;
+        // else yields the CPU, in case a consumer waits to run on this one.
+        void hand_off() noexcept {
+            robust_mutex& m = r_.h_->mutex;
+            const bool waiters = m.word.load(std::memory_order_relaxed) & robust_mutex::waiters_bit;
+            unlock();
+            if (!waiters) {
+                std::this_thread::yield();
+                return;
+            }
+            const std::int64_t until = posix::monotonic_ns() + handoff_ns;
+            for (unsigned i = 0;; ++i) {
+                // Taken (by anyone but this thread, which is here).
+                if (m.word.load(std::memory_order_relaxed) != 0) return;
+                posix::cpu_relax();
+                if ((i & 31) == 31 && posix::monotonic_ns() >= until) return;
+            }
+        }
+
     private:
         shared_ring& r_;
-        ring_state state_;
         bool held_ = true;
     };
 
-    // The previous owner died holding the lock: its uncommitted work is garbage in free space,
-    // so only the lock-free hint may be stale.
+    std::uint64_t unfinished() const noexcept {
+        return h_->count.load(std::memory_order_relaxed) +
+               h_->outstanding.load(std::memory_order_relaxed);
+    }
+
+    // The previous owner died holding the lock. Its uncommitted work is garbage in free space;
+    // only `count` may be off by one, so count the records between head and tail again.
     void recover() noexcept {
         ring_header& h = *h_;
-        const ring_state& s = h.slot[h.active.load(std::memory_order_acquire) & 1];
-        h.count_hint.store(s.count, std::memory_order_release);
+        const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
+        const std::uint64_t mask = mapped_capacity_ - 1;
+        std::uint64_t n = 0;
+        for (std::uint64_t at = h.head.load(std::memory_order_acquire); at < tail; ++n) {
+            std::uint64_t len;
+            std::memcpy(&len, data_ + (at & mask), sizeof len);
+            at += record_size(len);
+        }
+        h.count.store(n, std::memory_order_release);
         h.recoveries.fetch_add(1, std::memory_order_relaxed);
+        h.recount.store(0, std::memory_order_relaxed);
     }
 
     void remap(std::uint64_t capacity) {
-        posix::mapping m(fd_.get(), std::size_t(capacity), std::size_t(h_->data_offset));
-        data_map_ = std::move(m);
-        data_ = static_cast<std::byte*>(data_map_.data());
+        adopt(posix::mapping(fd_.get(), std::size_t(capacity), std::size_t(h_->data_offset)),
+              capacity);
+    }
+    // Switches to mapping `m`. The old one is unmapped last, so that a child forked meanwhile
+    // by another thread of this process never holds a pointer into an unmapped range.
+    void adopt(posix::mapping m, std::uint64_t capacity) noexcept {
+        data_ = static_cast<std::byte*>(m.data());
         mapped_capacity_ = capacity;
+        std::swap(data_map_, m);
     }
 
-    // Makes room for `need` bytes of records: grows the file, maps it, moves the wrapped part
-    // of the records into the new space, commits. Old state stays valid until the commit.
-    void grow(locked& g, ring_state& s, std::uint64_t need) {
-        const std::uint64_t old_cap = s.capacity;
+    // Makes room for `need` bytes of records: grows the file, maps it, copies each byte whose
+    // place (its count modulo the capacity) changes, then commits the capacity. Until that
+    // store the old state stands, whole.
+    void grow(std::uint64_t need) {
+        ring_header& h = *h_;
+        const std::uint64_t old_cap = mapped_capacity_;
         const std::uint64_t new_cap = std::max(old_cap * 2, std::bit_ceil(need));
-        // Shrinks a file left bigger by a grower that died: nothing maps past the commit.
-        posix::grow_file(fd_.get(), std::size_t(h_->data_offset + new_cap));
-        posix::mapping m(fd_.get(), std::size_t(new_cap), std::size_t(h_->data_offset));
+        // Also cuts a file left bigger by a grower that died: nothing maps past the commit.
+        posix::grow_file(fd_.get(), std::size_t(h.data_offset + new_cap));
+        posix::mapping m(fd_.get(), std::size_t(new_cap), std::size_t(h.data_offset));
         auto* d = static_cast<std::byte*>(m.data());
-        if (s.head + s.used > old_cap) {
-            // Wrapped: [head, old_cap) then [0, lower). Move the smaller part into new space.
-            const std::uint64_t upper = old_cap - s.head;
-            const std::uint64_t lower = s.used - upper;
-            if (lower <= upper) {
-                std::memcpy(d + old_cap, d, std::size_t(lower));
-            } else {
-                std::memcpy(d + new_cap - upper, d + s.head, std::size_t(upper));
-                s.head = new_cap - upper;
-            }
+        // The live bytes [head, tail) span at most two old-capacity blocks.
+        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+        for (std::uint64_t at = h.head.load(std::memory_order_relaxed); at < tail;) {
+            const std::uint64_t block_end = (at | (old_cap - 1)) + 1;
+            const std::uint64_t end = std::min(tail, block_end);
+            const std::uint64_t from = at & (old_cap - 1), to = at & (new_cap - 1);
+            if (from != to) std::memcpy(d + to, d + from, std::size_t(end - at));
+            at = end;
         }
-        s.capacity = new_cap;
-        data_map_ = std::move(m);
-        data_ = d;
-        mapped_capacity_ = new_cap;
-        g.commit(s);
+        adopt(std::move(m), new_cap);
+        h.capacity.store(new_cap, std::memory_order_release);  // the commit
+        h.last_growth_ns.store(posix::monotonic_ns(), std::memory_order_relaxed);
     }
 
-    // Under the lock, with the ring empty: back to the initial capacity. The commit comes
-    // first, so nobody maps past the end of the file once it is cut.
-    void shrink(locked& g, ring_state s) noexcept {
-        s.capacity = h_->initial_capacity;
-        s.head = 0;
-        g.commit(s);
+    // Under the lock, with the ring empty: back to the initial capacity, unless it grew
+    // lately. The commit comes first, so nobody maps past the end of the file once it is cut.
+    void maybe_shrink() noexcept {
+        if (posix::monotonic_ns() - h_->last_growth_ns.load(std::memory_order_relaxed) <
+            h_->shrink_delay_ns)
+            return;
+        const std::uint64_t cap = h_->initial_capacity;
+        h_->capacity.store(cap, std::memory_order_release);
         try {
             // ftruncate: grow_file cuts the file too (a failure only leaves it bigger).
-            posix::grow_file(fd_.get(), std::size_t(h_->data_offset + s.capacity));
-            remap(s.capacity);
+            posix::grow_file(fd_.get(), std::size_t(h_->data_offset + cap));
+            remap(cap);
         } catch (...) {
             // The next lock maps the committed size.
         }
     }
 
-    ring_span span_at(std::uint64_t offset, std::uint64_t n, std::uint64_t capacity) const noexcept {
-        const std::uint64_t first = std::min(n, capacity - offset);
+    // The `n` bytes at byte count `at`.
+    ring_span span_at(std::uint64_t at, std::uint64_t n) const noexcept {
+        const std::uint64_t offset = at & (mapped_capacity_ - 1);
+        const std::uint64_t first = std::min(n, mapped_capacity_ - offset);
         return {data_ + offset, std::size_t(first), data_, std::size_t(n - first)};
-    }
-
-    std::uint64_t hint() const noexcept {
-        return h_->count_hint.load(std::memory_order_acquire);
     }
 
     static bool expired(std::int64_t deadline) noexcept {
@@ -427,7 +469,6 @@ private:
     // Polls `ready` for up to spin_ns (or the deadline). Returns whether it became true.
     template <class Ready>
     static bool spin(Ready&& ready, std::int64_t deadline) noexcept {
-        if (deadline != forever && posix::monotonic_ns() >= deadline) return ready();
         std::int64_t start = -1;
         for (unsigned i = 0;; ++i) {
             if (ready()) return true;
