@@ -5,9 +5,14 @@
 #pragma once
 
 #include "multiprocessing/connection.hpp"
+#include "multiprocessing/context.hpp"
 #include "multiprocessing/errors.hpp"
 #include "multiprocessing/futures.hpp"
 #include "multiprocessing/pool.hpp"
 #include "multiprocessing/process.hpp"
 #include "multiprocessing/progress.hpp"
+#include "multiprocessing/queues.hpp"
 #include "multiprocessing/serialization.hpp"
+#include "multiprocessing/shared_memory.hpp"
+#include "multiprocessing/sharedctypes.hpp"
+#include "multiprocessing/synchronize.hpp"

@@ -45,10 +45,10 @@ TEST_CASE("submit returns a Future with Python's methods") {
     CHECK(f.exception() == nullptr);
     CHECK_FALSE(f.cancel());  // done: too late
 
-    auto slow = ex.submit(sleep_ms, 300);
+    auto slow = ex.submit(sleep_ms, 1500);
     CHECK_THROWS_AS(slow.result(10ms), mp::TimeoutError);
     CHECK_THROWS_AS(slow.exception(0.01), mp::TimeoutError);
-    CHECK(slow.result(30s) == 300);
+    CHECK(slow.result(30s) == 1500);
 
     auto bad = ex.submit(fail, 1);
     CHECK_THROWS_AS(bad.result(), std::length_error);

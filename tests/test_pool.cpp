@@ -109,12 +109,13 @@ TEST_CASE("map accepts any input range and callable kind") {
 
 TEST_CASE("AsyncResult: get with a timeout, wait, ready, successful, callbacks") {
     mp::Pool pool(2);
-    auto slow = pool.apply_async(sleep_then_square, std::tuple{300});
+    // Slow enough that a loaded machine cannot finish it between the checks.
+    auto slow = pool.apply_async(sleep_then_square, std::tuple{1500});
     CHECK_THROWS_AS(slow.get(10ms), mp::TimeoutError);
     CHECK_FALSE(slow.wait(0.01));
     CHECK_FALSE(slow.ready());
     CHECK_THROWS_AS(slow.successful(), mp::ValueError);
-    CHECK(slow.get(30s) == 90000);
+    CHECK(slow.get(30s) == 2250000);
     CHECK(slow.ready());
     CHECK(slow.successful());
 
@@ -228,14 +229,14 @@ TEST_CASE("imap and imap_unordered yield results as they arrive, with next(timeo
     CHECK(unordered == std::multiset<int>{0, 1, 4, 9, 16, 25});
 
     // imap_unordered hands over the quick result before the slow one.
-    auto it = pool.imap_unordered(sleep_then_square, std::vector{400, 1});
+    auto it = pool.imap_unordered(sleep_then_square, std::vector{1500, 1});
     CHECK(it.next(30s) == 1);
-    CHECK(it.next(30s) == 160000);
+    CHECK(it.next(30s) == 2250000);
     CHECK_FALSE(it.next(30s));
 
-    auto slow = pool.imap(sleep_then_square, std::vector{300});
+    auto slow = pool.imap(sleep_then_square, std::vector{1500});
     CHECK_THROWS_AS(slow.next(10ms), mp::TimeoutError);
-    CHECK(slow.next() == 90000);
+    CHECK(slow.next() == 2250000);
     CHECK_FALSE(slow.next());
 
     auto failing = pool.imap(fail_on_three, std::views::iota(0, 5));

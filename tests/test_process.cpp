@@ -51,6 +51,73 @@ bool gone_within(int pid, int ms) {
     return r == 1;
 }
 
+void throw_invalid_argument() { throw std::invalid_argument("bad thing"); }
+
+void try_to_start_a_child(shared_ints s) {
+    mp::Process child([] {});
+    if (!child.daemon()) return;  // inherits daemon from the current process, as in Python
+    try {
+        child.start();
+    } catch (const mp::ValueError& e) {
+        if (std::string(e.what()) == "daemonic processes are not allowed to have children")
+            s->value = 1;
+    }
+}
+
+void check_identity(shared_ints s, int parent) {
+    auto& me = mp::current_process();
+    auto* par = mp::parent_process();
+    bool ok = me.name() == "kid" && me.pid() == ::getpid() && par && par->pid() == parent &&
+              par->name() == "MainProcess" && par->is_alive();
+    // A grandchild's default name extends the child's identity: Process-N:1.
+    mp::Process grandchild([] {});
+    ok = ok && grandchild.name().ends_with(":1");
+    s->value = ok ? 1 : -1;
+}
+
+void add_bit(shared_ints s, int i) { s->value.fetch_add(1 << i); }
+
+void count_cpus_on_one(shared_ints s) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ::sched_setaffinity(0, sizeof one, &one);
+    s->value = mp::process_cpu_count();
+}
+
+void daemon_publishes_pid(shared_ints s) {
+    s->other = ::getpid();
+    mp::detail::posix::futex_wake_all(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other));
+    for (;;) ::pause();
+}
+
+void regular_waits_for_daemon(shared_ints s) {
+    while (s->other.load() == 0) std::this_thread::yield();
+    s->value = 1;  // proves it ran to completion before its parent exited
+}
+
+void start_both_then_exit(shared_ints s) {
+    mp::Process daemon({.daemon = true}, daemon_publishes_pid, s);
+    mp::Process regular(regular_waits_for_daemon, s);
+    daemon.start();
+    while (s->other.load() == 0) std::this_thread::yield();
+    regular.start();
+    std::exit(0);
+}
+
+void set_five(shared_ints s) { s->value = 5; }
+
+void start_and_forget(shared_ints s) {
+    mp::Process regular(set_five, s);
+    regular.start();
+}  // destroyed unjoined: joined when this process leaves
+
+void start_daemon_then_wait(shared_ints s) {
+    mp::Process daemon({.daemon = true}, daemon_publishes_pid, s);
+    daemon.start();
+    for (;;) ::pause();
+}
+
 // Reads everything from a pipe until EOF.
 std::string drain(int fd) {
     std::string out;
@@ -72,7 +139,7 @@ TEST_CASE("a target runs in a child with its arguments") {
     CHECK_FALSE(p.is_alive());
 }
 
-TEST_CASE("any callable: lambdas with captures, move-only arguments, function objects") {
+TEST_CASE("any callable: lambdas with captures, move-only arguments, function objects", "[fork]") {
     auto s = shared_ints::create();
     auto owned = std::make_unique<int>(5);
     mp::Process p([s](std::unique_ptr<int>& v) { s->value = *v * 2; }, std::move(owned));
@@ -97,7 +164,7 @@ struct Doubler : mp::Process {
     void run() override { s->value = 2 * x; }
 };
 
-TEST_CASE("a subclass overrides run()") {
+TEST_CASE("a subclass overrides run()", "[fork]") {
     auto s = shared_ints::create();
     Doubler d(s, 21);
     d.start();
@@ -149,12 +216,14 @@ TEST_CASE("exitcode follows Python") {
     SECTION("1 when the target throws, with the report on stderr") {
         mp::detail::posix::unique_fd r, w;
         mp::detail::posix::make_pipe(r, w);
-        int wfd = w.get();
-        mp::Process p({.name = "failing"}, [wfd] {
-            ::dup2(wfd, 2);
-            throw std::invalid_argument("bad thing");
-        });
+        // The pipe's write end becomes the child's stderr before the start (inherited by every
+        // start method), then the parent restores its own.
+        int saved = ::dup(2);
+        ::dup2(w.get(), 2);
+        mp::Process p({.name = "failing"}, throw_invalid_argument);
         p.start();
+        ::dup2(saved, 2);
+        ::close(saved);
         w.reset();
         std::string err = drain(r.get());
         p.join();
@@ -242,16 +311,7 @@ TEST_CASE("misuse raises Python's errors") {
 
 TEST_CASE("a daemonic process may not start children") {
     auto s = shared_ints::create();
-    mp::Process p({.daemon = true}, [s] {
-        mp::Process child([] {});
-        CHECK(child.daemon());  // inherits daemon from the current process, as in Python
-        try {
-            child.start();
-        } catch (const mp::ValueError& e) {
-            if (std::string(e.what()) == "daemonic processes are not allowed to have children")
-                s->value = 1;
-        }
-    });
+    mp::Process p({.daemon = true}, try_to_start_a_child, s);
     p.start();
     p.join();
     CHECK(s->value == 1);
@@ -292,17 +352,7 @@ TEST_CASE("current_process and parent_process") {
     CHECK_THROWS_AS(mp::current_process().start(), mp::ValueError);
 
     auto s = shared_ints::create();
-    int parent = ::getpid();
-    mp::Process p({.name = "kid"}, [s, parent] {
-        auto& me = mp::current_process();
-        auto* par = mp::parent_process();
-        bool ok = me.name() == "kid" && me.pid() == ::getpid() && par && par->pid() == parent &&
-                  par->name() == "MainProcess" && par->is_alive();
-        // A grandchild's default name extends the child's identity: Process-N:1.
-        mp::Process grandchild([] {});
-        ok = ok && grandchild.name().ends_with(":1");
-        s->value = ok ? 1 : -1;
-    });
+    mp::Process p({.name = "kid"}, check_identity, s, int(::getpid()));
     p.start();
     p.join();
     CHECK(s->value == 1);
@@ -326,8 +376,7 @@ TEST_CASE("active_children lists live children and reaps finished ones") {
 TEST_CASE("Process objects can be moved, for example into a vector") {
     auto s = shared_ints::create();
     std::vector<mp::Process> ps;
-    for (int i = 0; i < 3; ++i)
-        ps.emplace_back([s](int i) { s->value.fetch_add(1 << i); }, i);
+    for (int i = 0; i < 3; ++i) ps.emplace_back(add_bit, s, i);
     for (auto& p : ps) p.start();
     for (auto& p : ps) p.join();
     CHECK(s->value == 7);
@@ -340,13 +389,7 @@ TEST_CASE("cpu_count and process_cpu_count") {
     CHECK(mp::process_cpu_count() > 0);
     CHECK(mp::process_cpu_count() <= mp::cpu_count());
     auto s = shared_ints::create();
-    mp::Process p([s] {
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(0, &one);
-        ::sched_setaffinity(0, sizeof one, &one);
-        s->value = mp::process_cpu_count();
-    });
+    mp::Process p(count_cpus_on_one, s);
     p.start();
     p.join();
     CHECK(s->value == 1);
@@ -355,20 +398,7 @@ TEST_CASE("cpu_count and process_cpu_count") {
 TEST_CASE("at exit, daemonic children are terminated and the others joined") {
     auto s = shared_ints::create();
     // The middle process plays the parent: it starts both kinds, then leaves through exit().
-    mp::Process middle([s] {
-        mp::Process daemon({.daemon = true}, [s] {
-            s->other = ::getpid();
-            for (;;) ::pause();
-        });
-        mp::Process regular([s] {
-            while (s->other.load() == 0) std::this_thread::yield();
-            s->value = 1;  // proves it ran to completion before its parent exited
-        });
-        daemon.start();
-        while (s->other.load() == 0) std::this_thread::yield();
-        regular.start();
-        std::exit(0);
-    });
+    mp::Process middle(start_both_then_exit, s);
     middle.start();
     middle.join();
     CHECK(middle.exitcode() == 0);
@@ -378,12 +408,7 @@ TEST_CASE("at exit, daemonic children are terminated and the others joined") {
 
 TEST_CASE("a Process object destroyed while its child runs does not orphan the child") {
     auto s = shared_ints::create();
-    mp::Process middle([s] {
-        {
-            mp::Process regular([s] { s->value = 5; });
-            regular.start();
-        }  // destroyed unjoined: joined when this process leaves
-    });
+    mp::Process middle(start_and_forget, s);
     middle.start();
     middle.join();
     CHECK(s->value == 5);
@@ -391,20 +416,12 @@ TEST_CASE("a Process object destroyed while its child runs does not orphan the c
 
 TEST_CASE("daemonic children die with a parent killed by SIGKILL") {
     auto s = shared_ints::create();
-    mp::Process middle([s] {
-        mp::Process daemon({.daemon = true}, [s] {
-            s->value = ::getpid();
-            mp::detail::posix::futex_wake_all(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->value));
-            for (;;) ::pause();
-        });
-        daemon.start();
-        for (;;) ::pause();
-    });
+    mp::Process middle(start_daemon_then_wait, s);
     middle.start();
-    while (s->value.load() == 0)
-        mp::detail::posix::futex_wait(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->value), 0,
+    while (s->other.load() == 0)
+        mp::detail::posix::futex_wait(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other), 0,
                                       mp::detail::deadline_after(100ms));
-    int grandchild = s->value;
+    int grandchild = s->other;
     middle.kill();
     middle.join();
     CHECK(middle.exitcode() == -SIGKILL);

@@ -17,7 +17,7 @@ def process_start(ctx_name="fork"):
             p.start()
             p.join()
 
-    return per_op(run, n=100)
+    return per_op(run, n=100 if ctx_name == "fork" else 20)
 
 
 ROWS = {

@@ -326,7 +326,7 @@ private:
     static void executor_config(detail::pool_config& c) {
         c.break_on_worker_death = true;
         c.death_error = &broken_error;
-        c.worker_name = "ForkProcessPoolWorker";
+        c.worker_name = "ProcessPoolWorker";
     }
 
     std::shared_ptr<shared> shared_;

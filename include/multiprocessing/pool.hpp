@@ -489,6 +489,7 @@ struct PoolOptions {
     detail::initializer_fn initializer = {};            // run once in each worker
     detail::packed_args initargs = {};                  // as a std::tuple
     int maxtasksperchild = 0;                           // 0: None, workers are never replaced
+    std::string context = {};                           // a start method; empty: the default
 };
 
 // Python: multiprocessing.Pool
@@ -602,6 +603,7 @@ private:
         if (o.maxtasksperchild < 0)
             throw ValueError("maxtasksperchild must be a positive int or None");
         c.maxtasksperchild = o.maxtasksperchild;
+        c.start_method = std::move(o.context);
         if (o.initializer) {
             if (o.initializer.params_ != o.initargs.types_)
                 throw ValueError("Pool: initargs of type " + o.initargs.types_ +

@@ -22,12 +22,16 @@
 #include <fmt/ranges.h>
 
 #include "detail/demangle.hpp"
+#include "detail/fd_table.hpp"
 #include "detail/posix/futex.hpp"
 #include "detail/posix/process.hpp"
 #include "detail/runtime.hpp"
 #include "detail/timeout.hpp"
+#include "detail/task.hpp"
 #include "errors.hpp"
 #include "popen/fork.hpp"
+#include "popen/spawn.hpp"
+#include "serialization.hpp"
 
 namespace multiprocessing {
 
@@ -48,10 +52,13 @@ enum class process_kind : std::uint8_t { child, main, parent };
 // Process object was destroyed while it ran is still joined at exit, as in Python.
 struct process_state {
     process_kind kind = process_kind::child;
+    std::string method;  // fork, spawn or forkserver; empty: the default one when started
     std::string name;
+    std::string parent_name;
     std::vector<int> identity;
     bool daemon = false;
     int parent_pid = 0;
+    int os_parent_pid = 0;  // when not parent_pid: a forkserver child's parent is the server
     std::unique_ptr<popen::Popen> popen;
     std::optional<int> exitcode_after_close;
     bool closed = false;
@@ -75,6 +82,40 @@ inline process_globals& globals() {
 // Python: util._exit_function(): terminate the daemonic children, then join all of them.
 inline void exit_function() noexcept;
 
+// The start method of Process objects that were not given one (Python: the default context).
+struct start_method_state {
+    std::mutex mutex;
+    std::optional<std::string> method;
+};
+inline start_method_state& start_method() {
+    static start_method_state s;
+    return s;
+}
+inline std::string default_start_method() {
+    auto& s = start_method();
+    std::lock_guard lock(s.mutex);
+    return s.method.value_or("fork");
+}
+
+// What a spawned or forkserver child is told: who it is, and what to run.
+struct start_record {
+    std::string method;
+    std::string name;
+    std::vector<int> identity;
+    bool daemon = false;
+    int parent_pid = 0;
+    std::string parent_name;
+    std::vector<std::byte> target;  // a task record (detail/task.hpp)
+};
+
+[[noreturn]] inline void run_start_record(std::span<const std::byte> record, std::vector<int> fds,
+                                          int ack_fd);
+namespace popen_factory {
+// Set by popen/forkserver.hpp when it is included: launches through the fork server.
+inline std::unique_ptr<popen::Popen> (*forkserver)(std::span<const std::byte>,
+                                                   const std::vector<int>&) = nullptr;
+}  // namespace popen_factory
+
 }  // namespace detail
 
 // Python: multiprocessing.Process
@@ -96,13 +137,30 @@ public:
     template <class F, class... Args>
         requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
     Process(ProcessOptions options, F&& f, Args&&... args) : Process(std::move(options)) {
-        target_ = std::make_unique<target_impl<std::decay_t<F>, std::decay_t<Args>...>>(
-            std::forward<F>(f), std::forward<Args>(args)...);
+        using Impl = target_impl<std::decay_t<F>, std::decay_t<Args>...>;
+        auto impl = std::make_unique<Impl>(std::forward<F>(f), std::forward<Args>(args)...);
+        // A target that can travel (a task function and serializable arguments) can also be
+        // started by spawn and forkserver; anything else runs under fork only.
+        if constexpr (shippable<std::decay_t<F>, std::decay_t<Args>...>) {
+            write_target_ = [p = impl.get()](detail::writer& w) {
+                using Arg = std::tuple<std::decay_t<Args>...>;
+                detail::write_task_head<std::decay_t<F>, Arg, true>(w, p->f);
+                std::vector<Arg> one{p->args};
+                w.write(one);
+            };
+        }
+        target_ = std::move(impl);
     }
+
+    // A target and arguments that spawn and forkserver can send to a fresh process.
+    template <class F, class... Args>
+    static constexpr bool shippable = task_function<F> && (serializable<Args> && ...);
 
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
-    Process(Process&& o) noexcept : state_(std::move(o.state_)), target_(std::move(o.target_)) {
+    Process(Process&& o) noexcept
+        : state_(std::move(o.state_)), target_(std::move(o.target_)),
+          write_target_(std::move(o.write_target_)) {
         adopt_state();
     }
     Process& operator=(Process&& o) noexcept {
@@ -110,6 +168,7 @@ public:
             release_state();
             state_ = std::move(o.state_);
             target_ = std::move(o.target_);
+            write_target_ = std::move(o.write_target_);
             adopt_state();
         }
         return *this;
@@ -142,9 +201,19 @@ public:
                 g.exit_handler_registered = true;
             }
         }
-        state_->popen = std::make_unique<popen::PopenFork>([this]() noexcept { return bootstrap(); });
+        state_->popen = launch();
         std::lock_guard lock(g.mutex);
         g.children.push_back(state_);
+    }
+
+    // The start method this process uses: its context's, or the default one.
+    std::string start_method() const {
+        return state_->method.empty() ? detail::default_start_method() : state_->method;
+    }
+    // Binds the process to a start method (what ctx.Process(...) does).
+    void start_method(std::string method) {
+        if (state_->popen) throw ValueError("process has already started");
+        state_->method = std::move(method);
     }
 
     // Python: Process.join(); returns once the process has ended.
@@ -272,6 +341,7 @@ private:
             state_->identity.push_back(++g.counter);
         }
         state_->parent_pid = detail::self_pid();
+        state_->parent_name = g.current ? g.current->name() : std::string("MainProcess");
         state_->daemon = options.daemon ? *options.daemon : current_is_daemon();
         if (options.name) {
             state_->name = std::move(*options.name);
@@ -343,12 +413,12 @@ private:
             ::new (&g.mutex) std::mutex;
             g.children.clear();
             g.counter = 0;
-            std::string parent_name = g.current ? g.current->name() : std::string("MainProcess");
             g.parent.reset(new Process(special_tag{}, detail::process_kind::parent,
-                                       std::move(parent_name), parent_pid));
+                                       state_->parent_name, parent_pid));
             g.current = this;
             // Beyond Python: a daemonic child dies with its parent, even one killed by SIGKILL.
-            if (state_->daemon && !detail::posix::die_with_parent(parent_pid)) return 1;
+            int os_parent = state_->os_parent_pid ? state_->os_parent_pid : parent_pid;
+            if (state_->daemon && !detail::posix::die_with_parent(os_parent)) return 1;
             // Line-buffered, so that children's lines interleave as they are printed.
             std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
             try {
@@ -373,8 +443,63 @@ private:
         std::fflush(stderr);
     }
 
+    // Asks the start method's Popen for the child.
+    std::unique_ptr<popen::Popen> launch() {
+        std::string method = start_method();
+        if (method == "fork")
+            return std::make_unique<popen::PopenFork>([this]() noexcept { return bootstrap(); });
+        if (method != "spawn" && method != "forkserver")
+            throw ValueError("cannot find context for '" + method + "'");
+        // Fork-bomb guard: a spawned image whose bootstrap did not run must not spawn again.
+        if (std::getenv(detail::spawn_env))
+            throw ProcessError(
+                "multiprocessing: this process was spawned by multiprocessing, but its bootstrap "
+                "did not run, so it is running main() again; refusing to start more processes");
+        if (!write_target_)
+            throw ValueError(
+                "this Process cannot be started with '" + method +
+                "': its target must be a function pointer, a captureless lambda or a serializable "
+                "function object, and its arguments serializable (a subclass overriding run() "
+                "or a lambda with captures runs under 'fork' only)");
+        detail::fd_table table;
+        std::vector<std::byte> record;
+        {
+            detail::fd_table_scope scope(table);
+            std::vector<std::byte> target;
+            detail::writer w(target);
+            write_target_(w);
+            detail::start_record r{method,           state_->name,        state_->identity,
+                                   state_->daemon,   state_->parent_pid,  state_->parent_name,
+                                   std::move(target)};
+            record = serialize(r);
+        }
+        if (method == "spawn") return std::make_unique<popen::PopenSpawn>(record, table.fds);
+        if (!detail::popen_factory::forkserver)
+            throw ValueError("the 'forkserver' start method needs <multiprocessing/context.hpp>");
+        return detail::popen_factory::forkserver(record, table.fds);
+    }
+
+    // The target of a process started from a start record.
+    struct record_target final : target_base {
+        record_target(std::vector<std::byte> t, std::vector<int> f)
+            : target(std::move(t)), fds{std::move(f)} {}
+        void invoke() override {
+            detail::reader r(target);
+            auto run = detail::from_code_ref_as<detail::invoker>(r.read<detail::code_ref>());
+            detail::fd_table_scope scope(fds);
+            std::vector<std::byte> out;
+            detail::writer w(out);
+            run(r, w);
+        }
+        std::vector<std::byte> target;
+        detail::fd_table fds;
+    };
+
+    friend void detail::run_start_record(std::span<const std::byte>, std::vector<int>, int);
+
     std::shared_ptr<detail::process_state> state_;
     std::unique_ptr<target_base> target_;
+    std::function<void(detail::writer&)> write_target_;
 };
 
 // Python: multiprocessing.current_process()
@@ -429,6 +554,54 @@ inline void exit_function() noexcept {
     std::lock_guard lock(g.mutex);
     g.children.clear();
 }
+
+}  // namespace detail
+
+namespace detail {
+
+// A spawned or forkserver child: becomes the Process its parent described, runs it, exits.
+[[noreturn]] inline void run_start_record(std::span<const std::byte> bytes, std::vector<int> fds,
+                                          int ack_fd) {
+    auto rec = deserialize<start_record>(bytes);
+    {
+        auto& s = start_method();
+        std::lock_guard lock(s.mutex);
+        s.method = rec.method;  // a child inherits its parent's start method, as in Python
+    }
+    if (ack_fd >= 0) {
+        char ok = 'R';
+        iovec iov{&ok, 1};
+        posix::write_all(ack_fd, &iov, 1);
+        ::close(ack_fd);
+    }
+    auto* p = new Process(Process::special_tag{}, process_kind::child, rec.name, rec.parent_pid);
+    p->state_->identity = std::move(rec.identity);
+    p->state_->daemon = rec.daemon;
+    p->state_->parent_name = std::move(rec.parent_name);
+    p->state_->method = rec.method;
+    if (rec.method == "forkserver") p->state_->os_parent_pid = int(::getppid());
+    p->target_ = std::make_unique<Process::record_target>(std::move(rec.target), std::move(fds));
+    ::_exit(p->bootstrap());
+}
+
+// The library's entry point in a fresh image (spawn, or a forkserver's server): runs during
+// static initialization, before main(), so a spawned child never runs the user's main again.
+inline bool spawn_entry() {
+    const char* fd_text = std::getenv(spawn_env);
+    if (!fd_text || std::getenv(skip_bootstrap_env)) return false;
+    int fd = std::atoi(fd_text);
+    ::unsetenv(spawn_env);
+    try {
+        auto landed = deserialize<std::vector<int>>(read_frame(fd));
+        auto record = read_frame(fd);
+        run_start_record(record, std::move(landed), fd);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "multiprocessing: a spawned child could not start: %s\n", e.what());
+        ::_exit(1);
+    }
+}
+
+inline const bool spawn_entry_ran = spawn_entry();
 
 }  // namespace detail
 

@@ -27,6 +27,7 @@
 #include "../process.hpp"
 #include "../serialization.hpp"
 #include "code_ref.hpp"
+#include "fd_table.hpp"
 #include "posix/shm.hpp"
 #include "shared_ring.hpp"
 #include "task.hpp"
@@ -46,6 +47,48 @@ struct result_head {
     std::uint64_t chunk;
     result_status status;
 };
+
+// A ring or a region as a worker's argument: under spawn and forkserver it travels as a
+// descriptor (detail/fd_table.hpp); under fork the copy in memory is all there is.
+struct ring_ref {
+    std::shared_ptr<shared_ring> ring;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        std::uint32_t i = 0;
+        if constexpr (Archive::is_loading) {
+            ar(i);
+            ring = std::make_shared<shared_ring>(import_fd(i, "Pool queue"), 0);
+        } else {
+            i = export_fd(ring->fd(), "Pool queue");
+            ar(i);
+        }
+    }
+};
+struct region_ref {
+    std::shared_ptr<posix::region> region;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        std::uint32_t i = 0;
+        if constexpr (Archive::is_loading) {
+            ar(i);
+            region = std::make_shared<posix::region>(import_fd(i, "Pool slot table"));
+        } else {
+            i = export_fd(region->fd.get(), "Pool slot table");
+            ar(i);
+        }
+    }
+};
+
+// What a worker process is started with.
+struct worker_args {
+    ring_ref tasks, results;
+    region_ref slots;
+    std::uint64_t index = 0;
+    int maxtasks = 0;
+    std::vector<std::byte> initializer;
+};
+
+inline void pool_worker_entry(worker_args args);
 
 // Written by a worker inside the task ring's critical section: the task it runs.
 struct worker_slot {
@@ -74,10 +117,11 @@ struct job_base {
 
 struct pool_config {
     int processes = 1;
+    std::string start_method;                 // empty: the default one
     int maxtasksperchild = 0;                 // 0: workers live as long as the pool
     std::vector<std::byte> initializer;       // empty, or a task record run once per worker
     bool break_on_worker_death = false;       // ProcessPoolExecutor's BrokenProcessPool
-    std::string worker_name = "ForkPoolWorker";
+    std::string worker_name = "PoolWorker";  // after the method's prefix
     // Builds the error a task gets when its worker dies (Pool and executor word it differently).
     std::exception_ptr (*death_error)(const std::string& what) = nullptr;
 };
@@ -281,10 +325,13 @@ private:
     void start_worker(std::size_t i) {
         auto* slot = static_cast<worker_slot*>(slots_->data()) + i;
         slot->job.store(0);
-        channels ch{tasks_, results_, slots_, i, config_.maxtasksperchild, &config_.initializer};
+        worker_args args{{tasks_}, {results_}, {slots_}, i, config_.maxtasksperchild,
+                         config_.initializer};
         auto p = std::make_unique<Process>(ProcessOptions{.name = std::nullopt, .daemon = true},
-                                           [ch] { worker_main(ch); });
-        p->name(fmt::format("{}-{}", config_.worker_name, ++worker_counter_));
+                                           &pool_worker_entry, std::move(args));
+        if (!config_.start_method.empty()) p->start_method(config_.start_method);
+        p->name(fmt::format("{}{}-{}", method_prefix(p->start_method()), config_.worker_name,
+                            ++worker_counter_));
         p->start();
         std::lock_guard lock(mutex_);
         workers_[i] = std::move(p);
@@ -409,6 +456,13 @@ private:
         }
     }
 
+    // Python names workers after their start method: ForkPoolWorker-1, SpawnPoolWorker-2.
+    static std::string method_prefix(const std::string& m) {
+        if (m == "spawn") return "Spawn";
+        if (m == "forkserver") return "Forkserver";
+        return "Fork";
+    }
+
     static std::string describe_exit(int code) {
         if (code < 0) {
             const char* abbrev = ::sigabbrev_np(-code);
@@ -493,5 +547,10 @@ private:
     std::atomic<bool> stop_handler_{false};
     std::thread handler_;
 };
+
+inline void pool_worker_entry(worker_args args) {
+    worker_pool::worker_main({args.tasks.ring, args.results.ring, args.slots.region,
+                              std::size_t(args.index), args.maxtasks, &args.initializer});
+}
 
 }  // namespace multiprocessing::detail

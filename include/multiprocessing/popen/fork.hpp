@@ -23,19 +23,19 @@ public:
 
     int pid() const noexcept { return pid_; }
     // Readable once the child has ended (a pidfd: grandchildren cannot keep it open).
-    int sentinel() const noexcept { return pidfd_.get(); }
+    int sentinel() const noexcept { return sentinel_; }
 
     // Python: Popen.poll(); nullopt while the child runs.
     std::optional<int> poll() {
         std::lock_guard g(mutex_);
-        if (!returncode_) returncode_ = detail::posix::reap(pid_, false);
+        if (!returncode_) returncode_ = reap_now(false);
         return returncode_;
     }
 
     // Python: Popen.wait(timeout); waits on the sentinel so that other threads may poll meanwhile.
     std::optional<int> wait(std::int64_t deadline_ns) {
         if (auto rc = poll()) return rc;
-        if (!detail::posix::wait_readable(pidfd_.get(), deadline_ns)) return std::nullopt;
+        if (!detail::posix::wait_readable(sentinel_, deadline_ns)) return std::nullopt;
         return poll();
     }
 
@@ -49,10 +49,21 @@ public:
 
 protected:
     Popen() = default;
+
+    // The child's exit status if it ended (waits for that when `block`); called under the lock.
+    virtual std::optional<int> reap_now(bool block) { return detail::posix::reap(pid_, block); }
+
+    // A child of the server's, not ours: its sentinel is given.
+    void adopt_foreign(int pid, int sentinel) {
+        pid_ = pid;
+        sentinel_ = sentinel;
+    }
+
     void adopt(int pid) {
         pid_ = pid;
         try {
             pidfd_ = detail::posix::open_pidfd(pid);
+            sentinel_ = pidfd_.get();
         } catch (...) {
             // Without a sentinel the child could not be waited for: do not leave it behind.
             ::kill(pid, SIGKILL);
@@ -71,6 +82,7 @@ private:
     std::mutex mutex_;
     int pid_ = 0;
     detail::posix::unique_fd pidfd_;
+    int sentinel_ = -1;
     std::optional<int> returncode_;
 };
 

@@ -10,8 +10,10 @@
 #include <utility>
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../fd_table.hpp"
 #include "syscall.hpp"
 
 namespace multiprocessing::detail::posix {
@@ -73,6 +75,12 @@ inline void grow_file(int fd, std::size_t size) {
     check(retry([&] { return MP_SYSCALL(::ftruncate(fd, off_t(size))); }), "ftruncate");
 }
 
+inline std::size_t file_size(int fd) {
+    struct stat st {};
+    check(MP_SYSCALL(::fstat(fd, &st)), "fstat");
+    return std::size_t(st.st_size);
+}
+
 // One shared region: its descriptor and this process's mapping of it.
 struct region {
     unique_fd fd;
@@ -81,6 +89,8 @@ struct region {
     explicit region(std::size_t size, const char* tag = "multiprocessing")
         : fd(create_anonymous_file(round_to_pages(size), tag)),
           map(fd.get(), round_to_pages(size)) {}
+    // Maps the whole of a region another process made (a spawned child's side).
+    explicit region(unique_fd f) : fd(std::move(f)), map(fd.get(), file_size(fd.get())) {}
     void* data() const noexcept { return map.data(); }
 };
 
@@ -108,6 +118,20 @@ public:
     explicit operator bool() const noexcept { return ptr_ != nullptr; }
     // The descriptor a spawned child will be handed.
     int fd() const noexcept { return region_ ? region_->fd.get() : -1; }
+
+    // Under spawn and forkserver the object travels as its descriptor (detail/fd_table.hpp).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        std::uint32_t i = 0;
+        if constexpr (Archive::is_loading) {
+            ar(i);
+            region_ = std::make_shared<posix::region>(import_fd(i, "shared object"));
+            ptr_ = std::launder(static_cast<T*>(region_->data()));
+        } else {
+            i = export_fd(fd(), "shared object");
+            ar(i);
+        }
+    }
 
 private:
     std::shared_ptr<posix::region> region_;

@@ -1,0 +1,69 @@
+// How a handle (Queue, Lock, Value, Pipe end, a Pool's rings) reaches a spawned or forkserver
+// child: while a start record is written, each handle's serialize hook puts its descriptor in
+// the table and writes the index; the launcher hands the descriptors over (inherited at known
+// numbers, or SCM_RIGHTS), and in the child the same hook reads the index back as a descriptor.
+// Outside a start record there is no table, and a handle refuses to be serialized: as Python
+// says of Queue and Lock, they are shared through inheritance, not sent in messages.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "../errors.hpp"
+#include "posix/syscall.hpp"
+
+namespace multiprocessing::detail {
+
+struct fd_table {
+    std::vector<int> fds;  // parent: descriptors to hand over; child: where they arrived
+
+    static fd_table*& current() noexcept {
+        static thread_local fd_table* table = nullptr;
+        return table;
+    }
+};
+
+// Makes `t` the table of this thread for its lifetime.
+class fd_table_scope {
+public:
+    explicit fd_table_scope(fd_table& t) noexcept : saved_(fd_table::current()) {
+        fd_table::current() = &t;
+    }
+    ~fd_table_scope() { fd_table::current() = saved_; }
+    fd_table_scope(const fd_table_scope&) = delete;
+    fd_table_scope& operator=(const fd_table_scope&) = delete;
+
+private:
+    fd_table* saved_;
+};
+
+[[noreturn]] inline void no_fd_table(const char* what) {
+    throw SerializationError(std::string("multiprocessing: a ") + what +
+                             " can only be handed to a child process as an argument when it "
+                             "starts (or to a Pool's initializer), not sent in a message");
+}
+
+// The write side of a handle's hook: records `fd`, returns the index to serialize.
+inline std::uint32_t export_fd(int fd, const char* what) {
+    auto* t = fd_table::current();
+    if (!t) no_fd_table(what);
+    t->fds.push_back(fd);
+    return std::uint32_t(t->fds.size() - 1);
+}
+
+// The read side: a descriptor of our own (a duplicate) for index `i`.
+inline posix::unique_fd import_fd(std::uint32_t i, const char* what) {
+    auto* t = fd_table::current();
+    if (!t) no_fd_table(what);
+    if (i >= t->fds.size())
+        throw SerializationError(std::string("multiprocessing: a ") + what +
+                                 " refers to a descriptor the child was not given");
+    int fd = ::fcntl(t->fds[i], F_DUPFD_CLOEXEC, 3);
+    if (fd == -1) posix::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
+    return posix::unique_fd(fd);
+}
+
+}  // namespace multiprocessing::detail
