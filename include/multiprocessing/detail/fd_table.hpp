@@ -6,6 +6,7 @@
 // says of Queue and Lock, they are shared through inheritance, not sent in messages.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,20 @@ inline posix::unique_fd import_fd(std::uint32_t i, const char* what) {
     int fd = ::fcntl(t->fds[i], F_DUPFD_CLOEXEC, 3);
     if (fd == -1) posix::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
     return posix::unique_fd(fd);
+}
+
+// The whole hook of a handle that travels as one descriptor: `get_fd()` gives it on the way
+// out, `adopt(unique_fd)` rebuilds the handle from the child's duplicate on the way in.
+template <class Archive, class GetFd, class Adopt>
+void serialize_fd(Archive& ar, const char* what, GetFd&& get_fd, Adopt&& adopt) {
+    std::uint32_t i = 0;
+    if constexpr (Archive::is_loading) {
+        ar(i);
+        adopt(import_fd(i, what));
+    } else {
+        i = export_fd(get_fd(), what);
+        ar(i);
+    }
 }
 
 }  // namespace multiprocessing::detail

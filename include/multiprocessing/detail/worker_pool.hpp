@@ -54,28 +54,16 @@ struct ring_ref {
     std::shared_ptr<shared_ring> ring;
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        if constexpr (Archive::is_loading) {
-            ar(i);
-            ring = std::make_shared<shared_ring>(import_fd(i, "Pool queue"), 0);
-        } else {
-            i = export_fd(ring->fd(), "Pool queue");
-            ar(i);
-        }
+        serialize_fd(ar, "Pool queue", [&] { return ring->fd(); },
+                     [&](posix::unique_fd f) { ring = std::make_shared<shared_ring>(std::move(f), 0); });
     }
 };
 struct region_ref {
     std::shared_ptr<posix::region> region;
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        if constexpr (Archive::is_loading) {
-            ar(i);
-            region = std::make_shared<posix::region>(import_fd(i, "Pool slot table"));
-        } else {
-            i = export_fd(region->fd.get(), "Pool slot table");
-            ar(i);
-        }
+        serialize_fd(ar, "Pool slot table", [&] { return region->fd.get(); },
+                     [&](posix::unique_fd f) { region = std::make_shared<posix::region>(std::move(f)); });
     }
 };
 

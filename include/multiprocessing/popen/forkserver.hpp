@@ -28,6 +28,22 @@ namespace multiprocessing::detail::forkserver {
 
 inline constexpr std::size_t max_fds = 250;  // SCM_RIGHTS holds up to 253
 
+// A one-buffer message with room for `nfds` descriptors (SCM_RIGHTS).
+struct fd_message {
+    std::vector<char> control;
+    iovec iov;
+    msghdr msg{};
+    fd_message(void* head, std::size_t size, std::size_t nfds)
+        : control(CMSG_SPACE(sizeof(int) * nfds)), iov{head, size} {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+    }
+    fd_message(const fd_message&) = delete;
+    fd_message& operator=(const fd_message&) = delete;
+};
+
 // A request: a header with SCM_RIGHTS (the status pipe, the parent's stdin, stdout and stderr,
 // then the handles), then the record. The child's output goes where the parent's goes now, not
 // where the server's went when it started.
@@ -40,13 +56,8 @@ inline void send_request(int sock, int status_fd, const std::vector<int>& fds,
     std::uint64_t head[2] = {fds.size() + leading_fds, record.size()};
     std::vector<int> all{status_fd, 0, 1, 2};
     all.insert(all.end(), fds.begin(), fds.end());
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * all.size()));
-    iovec iov{head, sizeof head};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    fd_message m(head, sizeof head, all.size());
+    msghdr& msg = m.msg;
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -60,13 +71,8 @@ inline void send_request(int sock, int status_fd, const std::vector<int>& fds,
 // The server's side of a request; false at end of file (the parent is gone).
 inline bool receive_request(int sock, std::vector<int>& fds, std::vector<std::byte>& record) {
     std::uint64_t head[2] = {0, 0};
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds));
-    iovec iov{head, sizeof head};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    fd_message m(head, sizeof head, max_fds);
+    msghdr& msg = m.msg;
     ssize_t n = posix::retry([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
     if (n <= 0) return false;
     if (n != ssize_t(sizeof head)) throw ProcessError("forkserver: a request was cut short");

@@ -122,15 +122,10 @@ public:
     // Under spawn and forkserver the object travels as its descriptor (detail/fd_table.hpp).
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        if constexpr (Archive::is_loading) {
-            ar(i);
-            region_ = std::make_shared<posix::region>(import_fd(i, "shared object"));
+        serialize_fd(ar, "shared object", [&] { return fd(); }, [&](posix::unique_fd f) {
+            region_ = std::make_shared<posix::region>(std::move(f));
             ptr_ = std::launder(static_cast<T*>(region_->data()));
-        } else {
-            i = export_fd(fd(), "shared object");
-            ar(i);
-        }
+        });
     }
 
 private:
