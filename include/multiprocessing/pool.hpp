@@ -106,6 +106,7 @@ struct result_state {
     std::mutex mutex;
     std::condition_variable cv;
     bool done = false;
+    bool settling = false;  // outcome known, callbacks running
     std::optional<T> value;
     std::exception_ptr error;
     std::function<void(const T&)> callback;
@@ -114,25 +115,24 @@ struct result_state {
 
     virtual ~result_state() = default;
 
+    // As Python's ApplyResult._set: the callback runs first, then the result is ready.
     void set_value(T v) {
         {
             std::lock_guard lock(mutex);
-            if (done) return;
+            if (done || settling) return;
             value.emplace(std::move(v));
-            done = true;
+            settling = true;
         }
-        cv.notify_all();
         if (callback) callback(*value);
         finish();
     }
     void set_error(std::exception_ptr e) {
         {
             std::lock_guard lock(mutex);
-            if (done) return;
+            if (done || settling) return;
             error = e;
-            done = true;
+            settling = true;
         }
-        cv.notify_all();
         if (error_callback) error_callback(e);
         finish();
     }
@@ -140,8 +140,10 @@ struct result_state {
         std::vector<std::function<void()>> fns;
         {
             std::lock_guard lock(mutex);
+            done = true;
             fns.swap(on_done);
         }
+        cv.notify_all();
         for (auto& f : fns) f();
     }
     bool wait_until(std::int64_t deadline) {
@@ -688,9 +690,21 @@ private:
             auto it = std::ranges::begin(range);
             for (std::size_t c = 0; c + 1 < starts.size(); ++c) {
                 std::size_t count = starts[c + 1] - starts[c];
-                put_chunk<Fn, Arg, Star>(id, c, f, [&](detail::writer& w) {
-                    it = detail::write_elements<Arg>(w, it, count);
-                });
+                if constexpr (std::ranges::contiguous_range<Range> && detail::bulk<Arg>()) {
+                    // Plain data goes from the input straight into the task queue: one copy.
+                    thread_local std::vector<std::byte> head;
+                    head.clear();
+                    detail::writer w(head);
+                    detail::write_task_head<Fn, Arg, Star>(w, f);
+                    w.write_size(count);
+                    auto bytes = std::as_bytes(std::span(std::to_address(it), count));
+                    pool().put_task(id, c, {std::span<const std::byte>(head), bytes});
+                    it += std::ptrdiff_t(count);
+                } else {
+                    put_chunk<Fn, Arg, Star>(id, c, f, [&](detail::writer& w) {
+                        it = detail::write_elements<Arg>(w, it, count);
+                    });
+                }
             }
             return AsyncResult<std::vector<R>>(state);
         }
