@@ -74,7 +74,8 @@ inline bool receive_request(int sock, std::vector<int>& fds, std::vector<std::by
     fd_message m(head, sizeof head, max_fds);
     msghdr& msg = m.msg;
     ssize_t n = posix::retry([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
-    if (n <= 0) return false;
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;  // the parent is gone
+    if (n < 0) posix::throw_errno("forkserver: recvmsg");
     if (n != ssize_t(sizeof head)) throw ProcessError("forkserver: a request was cut short");
     fds.clear();
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
@@ -116,7 +117,8 @@ struct child {
         if (!p[0].revents) continue;
         try {
             if (!receive_request(sock, fds, record)) ::_exit(0);
-        } catch (...) {
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "multiprocessing forkserver: %s\n", e.what());
             ::_exit(1);
         }
         posix::unique_fd status(fds[0]);
