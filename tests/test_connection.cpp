@@ -1,4 +1,6 @@
-// Pipe, Connection and connection::wait, between real processes.
+// Pipe, Connection and connection::wait, between real processes. Children's targets are
+// captureless lambdas taking the ends as arguments, so every test runs under each start method
+// (tests/CMakeLists.txt): under spawn and forkserver the ends travel as their descriptors.
 #include <multiprocessing.hpp>
 #include <multiprocessing/connection.hpp>
 
@@ -447,7 +449,7 @@ TEST_CASE("closed(), readable(), writable(), fileno(), and a closed connection")
     CHECK_THROWS_AS(mp::Connection(-1, -1), mp::ValueError);
 }
 
-TEST_CASE("a forked child closes its copy without closing the parent's") {
+TEST_CASE("a child closes its copy without closing the parent's") {
     auto [a, b] = mp::Pipe();
     mp::Process p(
         [](mp::Connection x, mp::Connection y) {
@@ -462,6 +464,36 @@ TEST_CASE("a forked child closes its copy without closing the parent's") {
     p.join();
     CHECK_THROWS_AS(a.recv<int>(), mp::EOFError);  // the child's b is gone with it
     CHECK_THROWS_AS(a.send(1), std::system_error);
+}
+
+TEST_CASE("ends travel to a child as they are: one-way, no longer readable, closed") {
+    auto [r, w] = mp::Pipe(false);
+    auto [a, b] = mp::Pipe();
+    a.send_bytes(std::string(100, 'x'));
+    CHECK_THROWS_AS(b.recv_bytes(10), std::system_error);  // b can only send now
+    mp::Connection closed = mp::Pipe().first;
+    closed.close();
+    mp::Process p(
+        [](mp::Connection w, mp::Connection b, mp::Connection closed) {
+            if (w.readable() || !w.writable()) std::_Exit(2);
+            if (b.readable() || !b.writable()) std::_Exit(3);
+            if (!closed.closed() || closed.readable() || closed.writable()) std::_Exit(4);
+            w.send(std::string("through a handed end"));
+            b.send(5);
+        },
+        w, b, closed);
+    p.start();
+    w.close();
+    CHECK(r.recv<std::string>() == "through a handed end");
+    CHECK(a.recv<int>() == 5);
+    p.join();
+    CHECK(p.exitcode() == 0);
+    CHECK_THROWS_AS(r.recv<int>(), mp::EOFError);  // the child's copy of w is gone with it
+    // A Connection is handed over at process start only, never in a message (as in Python).
+    CHECK_THROWS_CONTAINING(mp::SerializationError, a.send(b), "Connection can only be handed");
+    a.send(6);  // still usable
+    b.close();
+    CHECK_THROWS_AS(a.recv<int>(), mp::EOFError);
 }
 
 TEST_CASE("a ping-pong of many round trips (the adaptive spin) stays correct") {

@@ -1,4 +1,6 @@
 // SharedMemory, ShareableList and the resource tracker, with real processes and /dev/shm.
+// Children's targets are free functions taking handles as arguments, so every test runs under
+// each start method (tests/CMakeLists.txt).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -30,9 +32,9 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(what);
 }
 
-template <class F>
-mp::Process start(F f) {
-    mp::Process p(std::move(f));
+template <class F, class... A>
+mp::Process start(F f, A... args) {
+    mp::Process p(f, args...);
     p.start();
     return p;
 }
@@ -63,6 +65,82 @@ struct name_box {
     void put(const std::string& s) const { std::memcpy(chars.data(), s.c_str(), s.size() + 1); }
     std::string get() const { return chars.data(); }
 };
+
+// The inode of a descriptor (a duplicate of a socket end has the same one).
+long inode_of(int fd) {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 ? long(st.st_ino) : -1;
+}
+
+// ---- the children's targets ---------------------------------------------------------------
+
+void attach_and_write(std::string name) {
+    SharedMemory child(name, false, 1);  // the size is ignored when attaching
+    check(child.size() == 4096, "size");
+    check(child.buf()[0] == std::byte{42}, "parent's byte");
+    std::memcpy(child.buf().data() + 100, "hello", 5);
+    child.close();
+}
+
+void use_handed_segment(SharedMemory shm, SharedMemory closed) {
+    check(shm.size() == 4096, "size");
+    check(shm.buf()[0] == std::byte{42}, "parent's byte");
+    std::memcpy(shm.buf().data() + 200, "handle", 6);
+    check(closed.buf().empty() && closed.name() == shm.name(), "a closed handle arrives closed");
+}
+
+void create_and_wait(name_box box, mp::Event made, mp::Event done) {
+    SharedMemory shm({.create = true, .size = 64});
+    std::memcpy(shm.buf().data(), "from child", 11);
+    box.put(shm.name());
+    made.set();
+    check(done.wait(5.0), "done");
+}
+
+void create_and_exit(name_box box) {
+    SharedMemory shm({.create = true, .size = 64});
+    box.put(shm.name());
+}
+
+void same_tracker(long parent_inode) {
+    int fd = mp::detail::resource_tracker::instance().fd();
+    check(fd >= 0, "the child has a tracker");
+    check(inode_of(fd) == parent_inode, "the parent's tracker");
+}
+
+void create_own_and_hang(name_box box, mp::Event made) {
+    // A tracker of this child's own, as a separate program would have.
+    mp::detail::resource_tracker::instance().detach();
+    SharedMemory shm({.create = true, .size = 1 << 16});
+    box.put(shm.name());
+    made.set();
+    for (;;) ::pause();
+}
+
+void check_size_100(SharedMemory kept) { check(kept.size() == 100, "size"); }
+
+void leave_segments(name_box box) {
+    mp::detail::resource_tracker::instance().detach();
+    SharedMemory kept({.create = true, .size = 100});
+    SharedMemory unlinked({.create = true, .size = 100});
+    box.put(kept.name());
+    unlinked.unlink();  // unregistered: the tracker must not trip over it
+    // And a grandchild keeps the tracker alive as long as it runs.
+    mp::Process grandchild(check_size_100, kept);
+    grandchild.start();
+    grandchild.join();
+}
+
+void times_ten(std::string name) {
+    ShareableList<int> other(std::nullopt, name);
+    check(other.size() == 4, "size");
+    for (auto& x : other) x *= 10;
+}
+
+void plus_one(ShareableList<int> list) {
+    check(list.size() == 4, "size");
+    for (auto& x : list) x += 1;
+}
 
 }  // namespace
 
@@ -129,15 +207,16 @@ TEST_CASE("SharedMemory: attach by name, with or without the slash, from a child
     same.buf()[0] = std::byte{42};
     REQUIRE(shm.buf()[0] == std::byte{42});
 
-    auto p = start([name] {
-        SharedMemory child(name, false, 1);  // the size is ignored when attaching
-        check(child.size() == 4096, "size");
-        check(child.buf()[0] == std::byte{42}, "parent's byte");
-        std::memcpy(child.buf().data() + 100, "hello", 5);
-        child.close();
-    });
+    auto p = start(attach_and_write, name);
     REQUIRE(finish(p) == 0);
     REQUIRE(std::memcmp(shm.buf().data() + 100, "hello", 5) == 0);
+
+    // The handle itself, given to a child (under spawn it travels by name and attaches).
+    SharedMemory closed("/" + name);
+    closed.close();
+    auto q = start(use_handed_segment, shm, closed);
+    REQUIRE(finish(q) == 0);
+    REQUIRE(std::memcmp(shm.buf().data() + 200, "handle", 6) == 0);
     shm.unlink();
     REQUIRE_FALSE(in_dev_shm(name));
 }
@@ -148,13 +227,7 @@ TEST_CASE("SharedMemory: a segment a child created is attached and unlinked by t
     mp::detail::resource_tracker::instance().ensure_running();
     name_box box;
     mp::Event made, done;
-    auto p = start([=] {
-        SharedMemory shm({.create = true, .size = 64});
-        std::memcpy(shm.buf().data(), "from child", 11);
-        box.put(shm.name());
-        made.set();
-        check(done.wait(5.0), "done");
-    });
+    auto p = start(create_and_wait, box, made, done);
     REQUIRE(made.wait(5.0));
     SharedMemory shm(box.get());
     REQUIRE(std::strcmp(reinterpret_cast<const char*>(shm.buf().data()), "from child") == 0);
@@ -163,19 +236,25 @@ TEST_CASE("SharedMemory: a segment a child created is attached and unlinked by t
     REQUIRE(in_dev_shm(box.get()));  // the child's end does not end the program: still there
     shm.unlink();
     REQUIRE_FALSE(in_dev_shm(box.get()));
+
+    // Gone with its creator: still there, whatever the start method.
+    auto q = start(create_and_exit, box);
+    REQUIRE(finish(q) == 0);
+    REQUIRE(in_dev_shm(box.get()));
+    SharedMemory(box.get()).unlink();
+}
+
+TEST_CASE("Resource tracker: a child uses its parent's tracker, under every start method") {
+    auto& tracker = mp::detail::resource_tracker::instance();
+    tracker.ensure_running();
+    auto p = start(same_tracker, inode_of(tracker.fd()));
+    REQUIRE(finish(p) == 0);
 }
 
 TEST_CASE("Resource tracker: a creator killed with SIGKILL leaks nothing") {
     name_box box;
     mp::Event made;
-    auto p = start([=] {
-        // A tracker of this child's own, as a separate program would have.
-        mp::detail::resource_tracker::instance().detach();
-        SharedMemory shm({.create = true, .size = 1 << 16});
-        box.put(shm.name());
-        made.set();
-        for (;;) ::pause();
-    });
+    auto p = start(create_own_and_hang, box, made);
     REQUIRE(made.wait(5.0));
     const std::string name = box.get();
     REQUIRE(in_dev_shm(name));
@@ -186,17 +265,7 @@ TEST_CASE("Resource tracker: a creator killed with SIGKILL leaks nothing") {
 
 TEST_CASE("Resource tracker: segments not unlinked are removed when their program ends") {
     name_box box;
-    auto p = start([=] {
-        mp::detail::resource_tracker::instance().detach();
-        SharedMemory kept({.create = true, .size = 100});
-        SharedMemory unlinked({.create = true, .size = 100});
-        box.put(kept.name());
-        unlinked.unlink();  // unregistered: the tracker must not trip over it
-        // And a grandchild keeps the tracker alive as long as it runs.
-        mp::Process grandchild([kept] { check(kept.size() == 100, "size"); });
-        grandchild.start();
-        grandchild.join();
-    });
+    auto p = start(leave_segments, box);
     REQUIRE(finish(p) == 0);
     REQUIRE(gone_within(box.get(), 2000ms));
 }
@@ -212,13 +281,12 @@ TEST_CASE("ShareableList: shared by name across processes") {
     const std::string name = sl.shm().name();
     REQUIRE(name.starts_with("mp-"));
 
-    auto p = start([name] {
-        ShareableList<int> other(std::nullopt, name);
-        check(other.size() == 4, "size");
-        for (auto& x : other) x *= 10;
-    });
+    auto p = start(times_ten, name);
     REQUIRE(finish(p) == 0);
     REQUIRE(std::vector<int>(sl.begin(), sl.end()) == std::vector<int>{10, 20, 30, 20});
+    auto q = start(plus_one, sl);  // the list itself (under spawn: by name)
+    REQUIRE(finish(q) == 0);
+    REQUIRE(std::vector<int>(sl.begin(), sl.end()) == std::vector<int>{11, 21, 31, 21});
 
     REQUIRE_THROWS_AS(ShareableList<double>(std::nullopt, name), mp::ValueError);  // wrong type
     SharedMemory plain({.create = true, .size = 8});
@@ -229,6 +297,10 @@ TEST_CASE("ShareableList: shared by name across processes") {
     REQUIRE(from_range[1] == 1.5);
     ShareableList<char> empty(std::string{});
     REQUIRE(empty.size() == 0);
+    ShareableList<int> python_empty;  // Python: ShareableList(), a new empty list
+    REQUIRE(python_empty.size() == 0);
+    REQUIRE(python_empty.shm().name().starts_with("mp-"));
+    python_empty.shm().unlink();
     from_range.shm().unlink();
     empty.shm().unlink();
     sl.shm().unlink();

@@ -1,4 +1,6 @@
-// Value, Array, RawValue, RawArray and the typecodes, across real processes.
+// Value, Array, RawValue, RawArray and the typecodes, across real processes. Children's targets
+// are free functions taking the objects as arguments, so every test runs under each start method
+// (tests/CMakeLists.txt): under spawn and forkserver the objects travel as their regions.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -24,9 +26,9 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(what);
 }
 
-template <class F>
-mp::Process start(F f) {
-    mp::Process p(std::move(f));
+template <class F, class... A>
+mp::Process start(F f, A... args) {
+    mp::Process p(f, args...);
     p.start();
     return p;
 }
@@ -91,17 +93,72 @@ struct point {
     double y;
 };
 
+// ---- the children's targets ---------------------------------------------------------------
+
+void seed_04(mp::Value<int> value1, mp::Value<double> value2, mp::Array<int> array) {
+    value1.value() += 41;
+    value2.value() *= 2;
+    for (std::size_t i = 0; i < array.size(); ++i) array[i] = array[i] * 10;
+}
+
+void add_under_lock(mp::Value<long> v) {
+    for (int i = 0; i < 20000; ++i) {
+        std::scoped_lock g(v.get_lock());
+        v.value() += 1;
+    }
+}
+
+void bump_x(mp::Value<point> pt) { pt.value().x += 1; }
+
+// A Value's own lock reaches the child as the same lock, re-entrant there too.
+void check_locks(mp::Value<int> own, mp::Value<int> raw, mp::Value<int> shared_a,
+                 mp::Array<double> shared_b, mp::Lock shared) {
+    check(own.get_lock().get_if<mp::RLock>() != nullptr, "own lock is an RLock");
+    check(!own.get_lock().try_lock(), "the parent holds the own lock");
+    try {
+        raw.get_lock();
+        std::_Exit(2);
+    } catch (const mp::ValueError&) {
+    }
+    check(shared_a.get_lock().get_if<mp::Lock>() != nullptr, "a shared Lock");
+    check(shared.try_lock(), "the shared lock is free");
+    check(!shared_b.get_lock().try_lock(), "and the same as the Array's");
+    shared.release();
+    own.value() = 6;
+}
+
+void raw_objects(mp::RawValue<int> r, mp::RawArray<char> chars, mp::RawArray<int> empty) {
+    check(r.value() == 9, "RawValue");
+    r.value() = 10;
+    check(chars.size() == 2 && chars[1] == 'b', "RawArray");
+    chars[0] = 'z';
+    check(empty.size() == 0 && empty.begin() == empty.end(), "empty RawArray");
+}
+
+void add_to_array(mp::Array<int> a, mp::Value<int> total, int add) {
+    for (int round = 0; round < 50; ++round) {
+        std::scoped_lock g(a);
+        for (auto& x : a) x += add;
+        total.value() += add;  // the same RLock: re-entrant
+        std::scoped_lock g2(total);
+    }
+}
+
+void touch_big(mp::Array<char> big, mp::Value<long> child_rss) {
+    constexpr std::size_t size = std::size_t(1) << 30;
+    check(big.size() == size, "size");
+    check(big[1] == 'p', "the child sees the parent's write");
+    for (std::size_t off : {std::size_t(0), size / 2, size - 1}) big[off] = 'x';
+    child_rss.value() = status_kb("VmRSS");
+}
+
 }  // namespace
 
 TEST_CASE("Value: seed 04 across a process (int, double, Array)") {
     mp::Value<mp::typecode_t<'i'>> value1(1);
     mp::Value<mp::typecode_t<'d'>> value2(3.14);
     mp::Array<mp::typecode_t<'i'>> array{1, 2, 3, 4};
-    auto p = start([=] {
-        value1.value() += 41;
-        value2.value() *= 2;
-        for (std::size_t i = 0; i < array.size(); ++i) array[i] = array[i] * 10;
-    });
+    auto p = start(seed_04, value1, value2, array);
     REQUIRE(finish(p) == 0);
     REQUIRE(value1.value() == 42);
     REQUIRE(value2.value() == 6.28);
@@ -110,14 +167,8 @@ TEST_CASE("Value: seed 04 across a process (int, double, Array)") {
 
 TEST_CASE("Value: two processes adding under its lock reach the exact total") {
     mp::Value<long> v(0);
-    auto add = [=] {
-        for (int i = 0; i < 20000; ++i) {
-            std::scoped_lock g(v.get_lock());
-            v.value() += 1;
-        }
-    };
-    auto p1 = start(add);
-    auto p2 = start(add);
+    auto p1 = start(add_under_lock, v);
+    auto p2 = start(add_under_lock, v);
     REQUIRE(finish(p1) == 0);
     REQUIRE(finish(p2) == 0);
     REQUIRE(v.value() == 40000);
@@ -140,16 +191,23 @@ TEST_CASE("Value: the lock is an RLock by default, none with lock=false, or a sh
     mp::Value<int> a(1, shared);
     mp::Array<double> b(3, shared);
     REQUIRE(a.get_lock().get_if<mp::Lock>() != nullptr);
-    std::scoped_lock g(a);
-    REQUIRE_FALSE(b.get_lock().try_lock());  // the same lock
-    REQUIRE_FALSE(shared.acquire(false));
+    {
+        std::scoped_lock g(a);
+        REQUIRE_FALSE(b.get_lock().try_lock());  // the same lock
+        REQUIRE_FALSE(shared.acquire(false));
+    }
+    // A child gets the same locks: the Value's own one, none, and the shared one.
+    std::scoped_lock g(v);
+    auto p = start(check_locks, v, raw, a, b, shared);
+    REQUIRE(finish(p) == 0);
+    REQUIRE(v.value() == 6);
 }
 
 TEST_CASE("Value: default, struct and get_obj") {
     mp::Value<double> d;
     REQUIRE(d.value() == 0.0);
     mp::Value<point> pt(point{3, 4.5});
-    auto p = start([=] { pt.value().x += 1; });
+    auto p = start(bump_x, pt);
     REQUIRE(finish(p) == 0);
     REQUIRE(pt.value().x == 4);
     REQUIRE(pt.value().y == 4.5);
@@ -157,6 +215,12 @@ TEST_CASE("Value: default, struct and get_obj") {
     REQUIRE(r.value() == 9);
     mp::RawValue<unsigned char> byte(std::uint8_t(200));
     REQUIRE(byte.value() == 200);
+
+    mp::RawArray<char> chars{'a', 'b'};
+    auto q = start(raw_objects, r, chars, mp::RawArray<int>());
+    REQUIRE(finish(q) == 0);
+    REQUIRE(r.value() == 10);
+    REQUIRE(chars[0] == 'z');
 }
 
 TEST_CASE("Array: constructors, indexing, iteration and span") {
@@ -199,16 +263,8 @@ TEST_CASE("Array: a child's writes are seen by the parent, under a shared lock")
     mp::RLock lock;
     mp::Array<int> a(1000, lock);
     mp::Value<int> total(0, lock);
-    auto worker = [=](int add) {
-        for (int round = 0; round < 50; ++round) {
-            std::scoped_lock g(a);
-            for (auto& x : a) x += add;
-            total.value() += add;  // the same RLock: re-entrant
-            std::scoped_lock g2(total);
-        }
-    };
-    auto p1 = start([=] { worker(1); });
-    auto p2 = start([=] { worker(2); });
+    auto p1 = start(add_to_array, a, total, 1);
+    auto p2 = start(add_to_array, a, total, 2);
     REQUIRE(finish(p1) == 0);
     REQUIRE(finish(p2) == 0);
     for (int x : a) REQUIRE(x == 150);
@@ -221,11 +277,7 @@ TEST_CASE("Array: 1 GiB handed to a child is one shared mapping, not a copy") {
     mp::Array<char> big(size);  // with its lock, in the same mapping
     mp::Value<long> child_rss(0, false);
     big[1] = 'p';
-    auto p = start([=] {
-        check(big[1] == 'p', "the child sees the parent's write");
-        for (std::size_t off : {std::size_t(0), size / 2, size - 1}) big[off] = 'x';
-        child_rss.value() = status_kb("VmRSS");
-    });
+    auto p = start(touch_big, big, child_rss);
     REQUIRE(finish(p) == 0);
     REQUIRE(big[0] == 'x');
     REQUIRE(big[size / 2] == 'x');

@@ -6,7 +6,8 @@
 //
 // A Connection is a cheap copyable handle: copies refer to the same connection, close() closes
 // it for every copy in this process, and a forked child inherits a working copy (its own
-// descriptors, closed independently). Connections are not meant to be used by two threads at once
+// descriptors, closed independently). Under spawn and forkserver, a Connection passed to a child
+// as an argument travels as its descriptors (detail/fd_table.hpp), a closed one as closed. Connections are not meant to be used by two threads at once
 // (neither are Python's), except that one thread may send while another receives.
 //
 // Transport: one pipe per direction. Each message is a frame: its length as a 64-bit host-order
@@ -37,6 +38,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -57,6 +59,9 @@
 
 #include <sched.h>
 
+#include "detail/fd_table.hpp"
+#include "detail/hmac.hpp"
+#include "detail/posix/net.hpp"
 #include "detail/posix/socket.hpp"
 #include "detail/posix/syscall.hpp"
 #include "detail/timeout.hpp"
@@ -265,6 +270,49 @@ public:
     // Whether two handles refer to the same connection (Python's `is`).
     friend bool operator==(const Connection& a, const Connection& b) noexcept {
         return a.s_ == b.s_;
+    }
+
+    // Under spawn and forkserver: travels to a child as an argument, as its descriptors (the
+    // child gets duplicates of its own); a closed end travels as closed. Sent in a message it
+    // throws SerializationError, as Python's Connection is shared at process start only.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        if (!detail::fd_table::current()) detail::no_fd_table("Connection");
+        enum : std::uint8_t { can_read = 1, can_write = 2, has_rfd = 4, has_wfd = 8 };
+        std::uint8_t flags = 0;
+        std::uint32_t r = 0, w = 0;
+        if constexpr (Archive::is_loading) {
+            ar(flags);
+            if (flags & has_rfd) ar(r);
+            if (flags & has_wfd) ar(w);
+            if (!(flags & (has_rfd | has_wfd))) {
+                s_.reset();
+                return;
+            }
+            auto s = std::make_shared<detail::connection_state>();
+            if (flags & has_rfd) s->rfd = detail::import_fd(r, "Connection");
+            if (flags & has_wfd) s->wfd = detail::import_fd(w, "Connection");
+            s->readable = (flags & can_read) && s->rfd;
+            s->writable = (flags & can_write) && s->wfd;
+            detail::posix::install_sigpipe_guard();
+            s_ = std::move(s);
+        } else {
+            if (!closed()) {
+                if (s_->readable) flags |= can_read;
+                if (s_->writable) flags |= can_write;
+                if (s_->rfd) flags |= has_rfd;
+                if (s_->wfd) flags |= has_wfd;
+            }
+            ar(flags);
+            if (flags & has_rfd) {
+                r = detail::export_fd(s_->rfd.get(), "Connection");
+                ar(r);
+            }
+            if (flags & has_wfd) {
+                w = detail::export_fd(s_->wfd.get(), "Connection");
+                ar(w);
+            }
+        }
     }
 
 private:
@@ -543,6 +591,365 @@ std::vector<E> wait(std::initializer_list<E> objects) {
 template <detail::waitable_object E, multiprocessing::detail::timeout_like Timeout>
 std::vector<E> wait(std::initializer_list<E> objects, Timeout timeout) {
     return detail::wait_until(objects, multiprocessing::detail::deadline_after(timeout));
+}
+
+
+// ---- Listener and Client ------------------------------------------------------------------------
+//
+//     mp::connection::Listener listener({"127.0.0.1", 0}, std::nullopt, 1, "secret");
+//     auto conn = listener.accept();                      // in the server
+//     auto conn = mp::connection::Client(address, std::nullopt, "secret");   // in a client
+//
+// Sockets carry the same frames as Pipe(). With an authkey both sides run Python's challenge-
+// response handshake (deliver_challenge/answer_challenge, HMAC-SHA256 with the "{sha256}" prefix
+// of Python 3.12, digests compared in constant time), so only a peer that knows the key gets a
+// Connection. Unlike Python, the listener bounds the handshake in time (handshake_timeout) and
+// size (256 bytes per message, as Python), so a client that says nothing or sends garbage costs
+// one failed accept() and the next client is served. Every handshake failure throws
+// mp::AuthenticationError, on both sides when the key is wrong.
+
+// Python: an address of multiprocessing.connection: a str naming a Unix socket (a filesystem
+// path, or "\0name" in Linux's abstract namespace: no file, gone with the socket) or a
+// (host, port) tuple for TCP over IPv4: Address("/tmp/sock"), Address{"127.0.0.1", 6000}.
+class Address {
+public:
+    // No address (Python's None): a Listener or a manager picks one.
+    Address() = default;
+    Address(const char* path) : path_(path) {}
+    Address(std::string path) : path_(std::move(path)) {}
+    Address(std::string host, int port) : inet_(true), path_(std::move(host)), port_(port) {}
+
+    // Python: connection.address_type(address): "AF_INET" for (host, port), else "AF_UNIX".
+    std::string family() const { return inet_ ? "AF_INET" : "AF_UNIX"; }
+    bool empty() const noexcept { return !inet_ && path_.empty(); }
+    // The path of an AF_UNIX address, the host of an AF_INET one.
+    const std::string& path() const noexcept { return path_; }
+    const std::string& host() const noexcept { return path_; }
+    int port() const noexcept { return port_; }
+
+    // Python: repr(address): ('127.0.0.1', 6000) or '/tmp/sock' ('\x00name' when abstract).
+    std::string to_string() const {
+        std::string quoted = "'";
+        for (char c : path_) {
+            if (c == '\0') quoted += "\\x00";
+            else if (c == '\'' || c == '\\') quoted += std::string("\\") + c;
+            else quoted += c;
+        }
+        quoted += '\'';
+        return inet_ ? "(" + quoted + ", " + std::to_string(port_) + ")" : quoted;
+    }
+
+    friend bool operator==(const Address&, const Address&) = default;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(inet_, path_, port_);
+    }
+
+private:
+    bool inet_ = false;
+    std::string path_;
+    int port_ = 0;
+};
+
+// Python: the keyword arguments of Listener(address=None, family=None, backlog=1, authkey=None),
+// and, beyond Python, how long a client may take over the handshake (nullopt: forever).
+struct ListenerOptions {
+    Address address = {};
+    std::optional<std::string> family = std::nullopt;
+    int backlog = 1;
+    std::optional<std::string> authkey = std::nullopt;
+    std::optional<std::chrono::nanoseconds> handshake_timeout = std::chrono::seconds(10);
+};
+
+// Python: the keyword arguments of Client(address, family=None, authkey=None); the handshake
+// waits forever by default, as in Python, since a server may call accept() late.
+struct ClientOptions {
+    Address address = {};
+    std::optional<std::string> family = std::nullopt;
+    std::optional<std::string> authkey = std::nullopt;
+    std::optional<std::chrono::nanoseconds> handshake_timeout = std::nullopt;
+};
+
+namespace detail {
+
+namespace posix = multiprocessing::detail::posix;
+
+// Python: connection.MESSAGE_LENGTH, _MD5ONLY_MESSAGE_LENGTH and the recv_bytes(256) limit.
+inline constexpr std::size_t challenge_length = 40;
+inline constexpr std::size_t min_challenge_length = 20;
+inline constexpr std::size_t max_handshake_message = 256;
+inline constexpr std::string_view challenge_tag = "#CHALLENGE#";
+inline constexpr std::string_view welcome_message = "#WELCOME#";
+inline constexpr std::string_view failure_message = "#FAILURE#";
+inline constexpr std::string_view digest_tag = "{sha256}";
+
+// Python: connection.arbitrary_address(family). AF_UNIX: a fresh name in the abstract
+// namespace, so nothing is left in the filesystem when a process is killed.
+inline Address arbitrary_address(const std::string& family) {
+    if (family == "AF_INET") return Address("127.0.0.1", 0);
+    unsigned char raw[8];
+    posix::random_bytes(raw, sizeof raw);
+    std::string name = std::string(1, '\0') + "mp-" + std::to_string(::getpid()) + "-";
+    for (unsigned char b : raw) {
+        name += "0123456789abcdef"[b >> 4];
+        name += "0123456789abcdef"[b & 15];
+    }
+    return Address(std::move(name));
+}
+
+// Python: family = family or address_type(address); address = address or arbitrary_address.
+inline Address resolve_address(Address address, const std::optional<std::string>& family) {
+    if (family && *family != "AF_UNIX" && *family != "AF_INET")
+        throw ValueError("unrecognized family: " + *family);
+    if (address.empty()) return arbitrary_address(family.value_or("AF_UNIX"));
+    if (family && *family != address.family())
+        throw ValueError("address " + address.to_string() + " is not of family " + *family);
+    return address;
+}
+
+inline posix::socket_address to_socket_address(const Address& a) {
+    return a.family() == "AF_INET" ? posix::inet_address(a.host(), a.port())
+                                   : posix::unix_address(a.path());
+}
+
+inline Address to_address(const posix::socket_address& a) {
+    auto p = posix::parts_of(a);
+    return p.unix_family ? Address(std::move(p.host_or_path))
+                         : Address(std::move(p.host_or_path), p.port);
+}
+
+// A Connection over one connected socket (the same descriptor read and written, through a
+// duplicate, as Connection owns one descriptor per direction).
+inline Connection adopt_socket(posix::unique_fd fd) {
+    int w = posix::check(MP_SYSCALL(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)), "fcntl(F_DUPFD)");
+    int r = fd.release();
+    try {
+        return Connection(r, w);
+    } catch (...) {
+        ::close(r);
+        ::close(w);
+        throw;
+    }
+}
+
+inline std::string_view as_chars(std::span<const std::byte> b) {
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// One handshake message of at most 256 bytes, before the deadline; reads exactly one frame, so
+// the connection carries on with the next.
+inline std::string recv_handshake(Connection& c, std::int64_t deadline) {
+    using multiprocessing::detail::frame_head;
+    using multiprocessing::detail::frame_length_size;
+    using multiprocessing::detail::frame_payload_in_head;
+    auto fail = [](posix::read_status st) {
+        throw AuthenticationError(st == posix::read_status::timeout
+                                      ? "handshake timed out"
+                                      : "connection closed during the handshake");
+    };
+    std::byte head[frame_head];
+    std::size_t got = 0;
+    auto st = posix::read_until(c.fileno(), head, frame_head, deadline, got);
+    if (st != posix::read_status::done) fail(st);
+    std::uint64_t len;
+    std::memcpy(&len, head, sizeof len);
+    if (len > max_handshake_message)
+        throw AuthenticationError("handshake message too long: " + std::to_string(len) +
+                                  " bytes (at most " + std::to_string(max_handshake_message) + ")");
+    std::string message(std::size_t(len), '\0');
+    std::size_t in_head = std::min<std::size_t>(len, frame_payload_in_head);
+    std::memcpy(message.data(), head + frame_length_size, in_head);
+    if (len > in_head) {
+        st = posix::read_until(c.fileno(), message.data() + in_head, len - in_head, deadline, got);
+        if (st != posix::read_status::done) fail(st);
+    }
+    return message;
+}
+
+// Python: connection._create_response(authkey, message): "{sha256}" + HMAC of the whole
+// challenge (its own "{sha256}" prefix included).
+inline std::string challenge_response(std::string_view authkey, std::string_view message) {
+    auto d = multiprocessing::detail::hmac_sha256(std::as_bytes(std::span(authkey)),
+                                                  std::as_bytes(std::span(message)));
+    return std::string(digest_tag) + std::string(as_chars(d));
+}
+
+// Python: connection.deliver_challenge(connection, authkey)
+inline void deliver_challenge(Connection& c, std::string_view authkey, std::int64_t deadline) {
+    std::string message(digest_tag);
+    message.resize(digest_tag.size() + challenge_length);
+    posix::random_bytes(message.data() + digest_tag.size(), challenge_length);
+    c.send_bytes(std::string(challenge_tag) + message);
+    std::string response = recv_handshake(c, deadline);
+    std::string expected = challenge_response(authkey, message);
+    if (!multiprocessing::detail::compare_digest(std::as_bytes(std::span(response)),
+                                                 std::as_bytes(std::span(expected)))) {
+        try {
+            c.send_bytes(failure_message);
+        } catch (const std::exception&) {
+            // The peer may be gone already; the verdict stands either way.
+        }
+        throw AuthenticationError("digest received was wrong");
+    }
+    c.send_bytes(welcome_message);
+}
+
+// Python: connection.answer_challenge(connection, authkey)
+inline void answer_challenge(Connection& c, std::string_view authkey, std::int64_t deadline) {
+    std::string message = recv_handshake(c, deadline);
+    if (!message.starts_with(challenge_tag))
+        throw AuthenticationError("protocol error: expected a challenge");
+    message.erase(0, challenge_tag.size());
+    if (message.size() < min_challenge_length)
+        throw AuthenticationError("challenge too short: " + std::to_string(message.size()) +
+                                  " bytes");
+    if (!message.starts_with(digest_tag))
+        throw AuthenticationError("unsupported digest in the challenge (only {sha256})");
+    c.send_bytes(challenge_response(authkey, message));
+    if (recv_handshake(c, deadline) != welcome_message)
+        throw AuthenticationError("digest sent was rejected");
+}
+
+// Runs one side of the handshake; any failure (a wrong key, a timeout, a peer that hangs up or
+// sends garbage) closes the connection and throws AuthenticationError.
+template <class F>
+void handshake(Connection& c, F&& steps) {
+    try {
+        steps();
+    } catch (const AuthenticationError&) {
+        c.close();
+        throw;
+    } catch (const std::system_error& e) {
+        c.close();
+        throw AuthenticationError(std::string("handshake failed: ") + e.what());
+    }
+}
+
+// Python: Listener.accept()'s handshake: challenge the client, then answer its challenge.
+inline void server_handshake(Connection& c, std::string_view authkey, std::int64_t deadline) {
+    handshake(c, [&] {
+        deliver_challenge(c, authkey, deadline);
+        answer_challenge(c, authkey, deadline);
+    });
+}
+
+// Python: Client()'s handshake: answer the server's challenge, then challenge it.
+inline void client_handshake(Connection& c, std::string_view authkey, std::int64_t deadline) {
+    handshake(c, [&] {
+        answer_challenge(c, authkey, deadline);
+        deliver_challenge(c, authkey, deadline);
+    });
+}
+
+inline std::int64_t deadline_for(const std::optional<std::chrono::nanoseconds>& timeout) {
+    return timeout ? multiprocessing::detail::deadline_after(*timeout)
+                   : multiprocessing::detail::forever;
+}
+
+struct listener_state {
+    posix::unique_fd fd;
+    Address address;
+    std::optional<std::string> authkey;
+    std::optional<std::chrono::nanoseconds> handshake_timeout;
+    std::optional<Address> last_accepted;
+    int creator_pid = 0;
+
+    void close() noexcept {
+        if (!fd) return;
+        // shutdown() wakes a thread blocked in accept(); close() alone would not.
+        ::shutdown(fd.get(), SHUT_RDWR);
+        fd.reset();
+        // Python's Listener unlinks its socket file; only the process that made it does.
+        if (address.family() == "AF_UNIX" && !address.path().empty() &&
+            address.path()[0] != '\0' && creator_pid == ::getpid())
+            ::unlink(address.path().c_str());
+    }
+    ~listener_state() { close(); }
+};
+
+}  // namespace detail
+
+// Python: multiprocessing.connection.Listener. A cheap copyable handle: copies refer to the same
+// listening socket, which is closed by close() or when the last copy goes.
+class Listener {
+public:
+    // Python: Listener(): a fresh AF_UNIX address (in the abstract namespace).
+    Listener() : Listener(ListenerOptions{}) {}
+    // Python: Listener(address, family=None, backlog=1, authkey=None)
+    explicit Listener(Address address, std::optional<std::string> family = std::nullopt,
+                      int backlog = 1, std::optional<std::string> authkey = std::nullopt)
+        : Listener(ListenerOptions{.address = std::move(address),
+                                   .family = std::move(family),
+                                   .backlog = backlog,
+                                   .authkey = std::move(authkey)}) {}
+    explicit Listener(ListenerOptions options) : s_(std::make_shared<detail::listener_state>()) {
+        multiprocessing::detail::posix::install_sigpipe_guard();
+        Address address = detail::resolve_address(std::move(options.address), options.family);
+        s_->fd = detail::posix::listen_on(detail::to_socket_address(address),
+                                          std::max(options.backlog, 0));
+        s_->creator_pid = ::getpid();
+        // Python: self._address = self._socket.getsockname(), so port 0 becomes the real port.
+        s_->address = address.family() == "AF_INET"
+                          ? detail::to_address(detail::posix::local_address(s_->fd.get()))
+                          : address;
+        s_->authkey = std::move(options.authkey);
+        s_->handshake_timeout = options.handshake_timeout;
+    }
+
+    // Python: Listener.accept(): waits for a client and returns its Connection. With an authkey,
+    // a client that fails the handshake (wrong key, silence past handshake_timeout, garbage)
+    // throws mp::AuthenticationError here; the listener stays usable for the next client.
+    Connection accept() {
+        auto& s = check_open();
+        detail::posix::socket_address peer;
+        Connection c = detail::adopt_socket(detail::posix::accept_on(s.fd.get(), peer));
+        s.last_accepted = detail::to_address(peer);
+        if (s.authkey)
+            detail::server_handshake(c, *s.authkey, detail::deadline_for(s.handshake_timeout));
+        return c;
+    }
+
+    // Python: Listener.close(): closes the socket for every copy (and unlinks its file).
+    void close() noexcept {
+        if (s_) s_->close();
+    }
+    bool closed() const noexcept { return !s_ || !s_->fd; }
+
+    // Python: Listener.address (the real port when bound to port 0).
+    const Address& address() const { return check_open().address; }
+    // Python: Listener.last_accepted: the peer of the last accepted connection (nullopt: None).
+    std::optional<Address> last_accepted() const { return check_open().last_accepted; }
+    // The listening descriptor, readable when a client is waiting (for poll and wait).
+    int fileno() const { return check_open().fd.get(); }
+
+private:
+    detail::listener_state& check_open() const {
+        if (closed()) throw ValueError("listener is closed");
+        return *s_;
+    }
+
+    std::shared_ptr<detail::listener_state> s_;
+};
+
+// Python: multiprocessing.connection.Client(address, family=None, authkey=None): connects to a
+// Listener; with an authkey runs the handshake (AuthenticationError when the key is wrong).
+// A refused connection throws std::system_error (ECONNREFUSED, or ENOENT for a missing path).
+inline Connection Client(ClientOptions options) {
+    if (options.address.empty()) throw ValueError("Client needs an address");
+    Address address = detail::resolve_address(std::move(options.address), options.family);
+    Connection c =
+        detail::adopt_socket(detail::posix::connect_to(detail::to_socket_address(address)));
+    if (options.authkey)
+        detail::client_handshake(c, *options.authkey,
+                                 detail::deadline_for(options.handshake_timeout));
+    return c;
+}
+inline Connection Client(Address address, std::optional<std::string> family = std::nullopt,
+                         std::optional<std::string> authkey = std::nullopt) {
+    return Client(ClientOptions{.address = std::move(address),
+                                .family = std::move(family),
+                                .authkey = std::move(authkey)});
 }
 
 }  // namespace connection

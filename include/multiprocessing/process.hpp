@@ -25,6 +25,7 @@
 #include "detail/fd_table.hpp"
 #include "detail/posix/futex.hpp"
 #include "detail/posix/process.hpp"
+#include "detail/resource_tracker.hpp"
 #include "detail/runtime.hpp"
 #include "detail/timeout.hpp"
 #include "detail/task.hpp"
@@ -106,6 +107,7 @@ struct start_record {
     int parent_pid = 0;
     std::string parent_name;
     std::vector<std::byte> target;  // a task record (detail/task.hpp)
+    std::int64_t resource_tracker = -1;  // index of the parent's tracker in the descriptors, or -1
 };
 
 [[noreturn]] inline void run_start_record(std::span<const std::byte> record, std::vector<int> fds,
@@ -471,6 +473,9 @@ private:
             detail::start_record r{method,           state_->name,        state_->identity,
                                    state_->daemon,   state_->parent_pid,  state_->parent_name,
                                    std::move(target)};
+            // The child registers the segments it creates with our tracker, if one runs.
+            if (int fd = detail::resource_tracker::instance().fd(); fd >= 0)
+                r.resource_tracker = detail::export_fd(fd, "resource tracker");
             record = serialize(r);
         }
         if (method == "spawn") return std::make_unique<popen::PopenSpawn>(record, table.fds);
@@ -563,6 +568,8 @@ namespace detail {
 [[noreturn]] inline void run_start_record(std::span<const std::byte> bytes, std::vector<int> fds,
                                           int ack_fd) {
     auto rec = deserialize<start_record>(bytes);
+    if (rec.resource_tracker >= 0 && std::size_t(rec.resource_tracker) < fds.size())
+        resource_tracker::instance().adopt(fds[std::size_t(rec.resource_tracker)]);
     {
         auto& s = start_method();
         std::lock_guard lock(s.mutex);
@@ -593,6 +600,8 @@ inline bool spawn_entry() {
     ::unsetenv(spawn_env);
     try {
         auto landed = deserialize<std::vector<int>>(read_frame(fd));
+        // Inherited without close-on-exec: set it, so nothing leaks into what this child runs.
+        for (int d : landed) ::fcntl(d, F_SETFD, FD_CLOEXEC);
         auto record = read_frame(fd);
         run_start_record(record, std::move(landed), fd);
     } catch (const std::exception& e) {

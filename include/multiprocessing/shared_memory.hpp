@@ -4,6 +4,12 @@
 // Segments are created exclusively (O_EXCL) with mode 0600; generated names are "mp-" and 128
 // random bits. The creator registers each segment with the resource tracker, which unlinks it
 // when the program ends if nobody called unlink(), even after a SIGKILL.
+//
+// Under spawn and forkserver a SharedMemory or a ShareableList passed to a child as an argument
+// travels by name, as Python pickles it: the child attaches (it does not register the segment
+// with the resource tracker: attaching is not creating), so the segment must still have its name
+// when the child starts. A child registers the segments it creates with its parent's tracker
+// (process.hpp hands the tracker over), so they outlive the child as under fork.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "detail/fd_table.hpp"
 #include "detail/posix/named_shm.hpp"
 #include "detail/posix/shm.hpp"
 #include "detail/resource_tracker.hpp"
@@ -42,9 +49,12 @@ class SharedMemory {
 public:
     // Python: SharedMemory(name=None, create=False, size=0). The name may come with or
     // without its leading slash; `size` is ignored when attaching.
+    // SharedMemory() throws, as Python's does, except while a start record is read or written:
+    // there it is the closed handle a child's argument is decoded into before it attaches.
     explicit SharedMemory(std::optional<std::string> name = std::nullopt, bool create = false,
                           std::ptrdiff_t size = 0)
         : s_(std::make_shared<state>()) {
+        if (!name && !create && size == 0 && detail::fd_table::current()) return;
         if (size < 0) throw ValueError("'size' must be a positive integer");
         if (create && size == 0)
             throw ValueError("'size' must be a positive number different from zero");
@@ -76,6 +86,26 @@ public:
     void unlink() const {
         detail::posix::shm_remove(s_->name);
         detail::resource_tracker::instance().unregister_shm(s_->name);
+    }
+
+    // Under spawn and forkserver: travels to a child as an argument by name; the child attaches
+    // (see the top of the file). A closed handle arrives closed, as under fork.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        if (!detail::fd_table::current()) detail::no_fd_table("SharedMemory");
+        std::string name = s_->name;
+        std::uint64_t size = s_->size;
+        bool open = s_->map.data() != nullptr;
+        ar(name, size, open);
+        if constexpr (Archive::is_loading) {
+            if (open) {
+                *this = SharedMemory(name);
+            } else {
+                s_ = std::make_shared<state>();
+                s_->name = with_slash(name);
+                s_->size = std::size_t(size);
+            }
+        }
     }
 
 private:
@@ -140,9 +170,13 @@ public:
     ShareableList(std::initializer_list<T> sequence, std::optional<std::string> name = std::nullopt)
         : ShareableList(items_tag{}, std::vector<T>(sequence), std::move(name)) {}
     template <std::ranges::input_range R>
-        requires std::convertible_to<std::ranges::range_reference_t<R>, T>
+        requires std::convertible_to<std::ranges::range_reference_t<R>, T> &&
+                 (!std::same_as<std::remove_cvref_t<R>, ShareableList>)  // a copy is a handle
     explicit ShareableList(R&& sequence, std::optional<std::string> name = std::nullopt)
         : ShareableList(items_tag{}, collect(sequence), std::move(name)) {}
+    // Python: ShareableList(): a new, empty list. (While a start record is read or written, the
+    // placeholder a child's argument is decoded into: no segment.)
+    ShareableList() : ShareableList(placeholder()) {}
     // Python: ShareableList(name=...): attaches to an existing list (pass std::nullopt, as
     // Python passes None for the sequence).
     ShareableList(std::nullopt_t, std::string name) : shm_(std::move(name)) {
@@ -180,8 +214,25 @@ public:
     // Python: ShareableList.shm
     const SharedMemory& shm() const noexcept { return shm_; }
 
+    // Under spawn and forkserver: travels to a child as an argument by name; the child attaches
+    // (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        if (!detail::fd_table::current()) detail::no_fd_table("ShareableList");
+        std::string name;
+        if constexpr (!Archive::is_loading) name = shm_.name();
+        ar(name);
+        if constexpr (Archive::is_loading) *this = ShareableList(std::nullopt, name);
+    }
+
 private:
     struct items_tag {};
+    struct placeholder_tag {};
+    static ShareableList placeholder() {
+        if (detail::fd_table::current()) return ShareableList(placeholder_tag{});
+        return ShareableList(std::initializer_list<T>{});
+    }
+    explicit ShareableList(placeholder_tag) : data_(nullptr), size_(0) {}
     template <class R>
     static std::vector<T> collect(R& sequence) {
         std::vector<T> items;

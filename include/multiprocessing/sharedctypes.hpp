@@ -2,7 +2,9 @@
 // that holds a handle (a copy, or a forked child's copy) sees the same object; Raw* have no lock.
 //
 // A Value or an Array is one shared mapping, its own lock (if any) included: handing a 1 GiB
-// Array to children copies nothing, and its pages cost memory only once written.
+// Array to children copies nothing, and its pages cost memory only once written. Under spawn
+// and forkserver, each travels to a child as an argument as the descriptor of that one region
+// (a lock of another region travels as itself), and the child maps it once (detail/fd_table.hpp).
 #pragma once
 
 #include <algorithm>
@@ -66,6 +68,7 @@ namespace detail {
 template <class T>
 class shared_array {
 public:
+    shared_array() noexcept = default;  // what a spawned child's copy is decoded into
     explicit shared_array(std::size_t n, std::size_t prefix = 0) : size_(n) {
         if (n > (std::numeric_limits<std::size_t>::max() - prefix) / sizeof(T))
             throw std::length_error("array too large");
@@ -85,10 +88,33 @@ public:
     std::size_t size() const noexcept { return size_; }
     const std::shared_ptr<posix::region>& region() const noexcept { return region_; }
 
+    // Under spawn and forkserver: the region's descriptor, where the elements start in it and
+    // how many there are. The caller has checked that a start record is being written or read.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        std::uint32_t i = 0;
+        std::uint64_t prefix = 0, n = 0;
+        if constexpr (Archive::is_loading) {
+            ar(i, prefix, n);
+            auto r = std::make_shared<posix::region>(import_fd(i, "Array"));
+            const std::size_t bytes = r->map.size();
+            if (prefix > bytes || prefix % alignof(T) != 0 || n > (bytes - prefix) / sizeof(T))
+                throw SerializationError("multiprocessing: an Array lies outside its region");
+            data_ = std::launder(reinterpret_cast<T*>(static_cast<char*>(r->data()) + prefix));
+            size_ = std::size_t(n);
+            region_ = std::move(r);
+        } else {
+            i = export_fd(region_->fd.get(), "Array");
+            prefix = std::uint64_t(reinterpret_cast<char*>(data_) - static_cast<char*>(region_->data()));
+            n = size_;
+            ar(i, prefix, n);
+        }
+    }
+
 private:
     std::shared_ptr<posix::region> region_;
     T* data_ = nullptr;
-    std::size_t size_;
+    std::size_t size_ = 0;
 };
 
 template <class R, class T>
@@ -116,6 +142,22 @@ inline AnyLock own_lock(std::shared_ptr<posix::region> r) {
     return lock_access::adopt<RLock>(shared_slot<rlock_state>::emplace(std::move(r), 0));
 }
 
+// The own lock of a Value or an Array that reached a spawned child with its region.
+inline AnyLock attach_own_lock(std::shared_ptr<posix::region> r) {
+    return lock_access::adopt<RLock>(shared_slot<rlock_state>::attach(std::move(r), 0));
+}
+
+// Whether `lock` is the own RLock at the start of `r` (travels with the region, not apart).
+inline bool is_own_lock(const AnyLock& lock, const std::shared_ptr<posix::region>& r) noexcept {
+    const RLock* rl = lock.get_if<RLock>();
+    if (!rl) return false;
+    const auto& slot = lock_access::slot(*rl);
+    return slot.region() == r && slot.offset() == 0;
+}
+
+// How a Value's or an Array's lock travels.
+enum class lock_travel : std::uint8_t { none, own, other };
+
 }  // namespace detail
 
 template <detail::shareable T>
@@ -133,6 +175,12 @@ public:
     // Python: .value; a reference into shared memory (reads and writes are not atomic).
     T& value() const noexcept { return *obj_; }
 
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "RawValue", obj_);
+    }
+
 private:
     template <detail::shareable U>
     friend class Value;
@@ -148,6 +196,8 @@ public:
     using value_type = T;
     using iterator = T*;
 
+    // An empty array.
+    RawArray() : RawArray(std::size_t(0)) {}
     // Python: RawArray(typecode, size): `size` zeros. (Braces hold elements, as for vector.)
     explicit RawArray(std::size_t size) : a_(size) {}
     // Python: RawArray(typecode, [1, 2, 3])
@@ -163,6 +213,12 @@ public:
     T* begin() const noexcept { return a_.data(); }
     T* end() const noexcept { return a_.data() + a_.size(); }
     std::span<T> span() const noexcept { return {a_.data(), a_.size()}; }
+
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "RawArray", a_);
+    }
 
 private:
     template <detail::shareable U>
@@ -193,6 +249,33 @@ public:
 
 protected:
     explicit synchronized(std::optional<AnyLock> lock) : lock_(std::move(lock)) {}
+
+    // The hook of Value and Array: the lock, then the object (`raw`, whose region is `r`). An
+    // own lock travels with the object's region; another lock travels as itself.
+    template <class Archive, class Raw>
+    void serialize_with(Archive& ar, const char* what, Raw& raw,
+                        std::shared_ptr<posix::region> (*region_of)(const Raw&)) {
+        if (!fd_table::current()) no_fd_table(what);
+        lock_travel how = lock_travel::none;
+        if constexpr (Archive::is_loading) {
+            ar(how, raw);
+            if (how == lock_travel::own) {
+                lock_ = attach_own_lock(region_of(raw));
+            } else if (how == lock_travel::other) {
+                AnyLock l;
+                ar(l);
+                lock_ = std::move(l);
+            } else if (how == lock_travel::none) {
+                lock_.reset();
+            } else {
+                throw SerializationError(std::string("multiprocessing: a corrupt ") + what);
+            }
+        } else {
+            if (lock_) how = is_own_lock(*lock_, region_of(raw)) ? lock_travel::own : lock_travel::other;
+            ar(how, raw);
+            if (how == lock_travel::other) ar(*lock_);
+        }
+    }
 
 private:
     friend struct lock_access;
@@ -225,6 +308,12 @@ public:
     // Python: Value.get_obj()
     const RawValue<T>& get_obj() const noexcept { return obj_; }
 
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        this->serialize_with(ar, "Value", obj_, +[](const RawValue<T>& o) { return o.obj_.region(); });
+    }
+
 private:
     struct parts {
         std::optional<AnyLock> lock;
@@ -252,6 +341,8 @@ public:
     using value_type = T;
     using iterator = T*;
 
+    // An empty array with its lock.
+    Array() : Array(std::size_t(0)) {}
     explicit Array(std::size_t size, bool lock = true)
         : Array(make(lock, [&](std::size_t prefix) { return detail::shared_array<T>(size, prefix); })) {}
     Array(std::size_t size, AnyLock lock) : base(std::move(lock)), a_(size) {}
@@ -279,6 +370,12 @@ public:
     std::span<T> span() const noexcept { return a_.span(); }
     // Python: Array.get_obj()
     const RawArray<T>& get_obj() const noexcept { return a_; }
+
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        this->serialize_with(ar, "Array", a_, +[](const RawArray<T>& a) { return a.a_.region(); });
+    }
 
 private:
     struct parts {

@@ -11,6 +11,12 @@
 // Every lock is Lockable (lock, unlock, try_lock, try_lock_for, try_lock_until), so
 // std::scoped_lock and std::unique_lock are the C++ form of Python's `with lock:`.
 //
+// Under spawn and forkserver a handle passed to a child as an argument travels as the
+// descriptor of its region (detail/fd_table.hpp); the child maps the same object. Sent in a
+// message (a Queue, a Pipe), a handle throws SerializationError, as Python refuses to pickle a
+// Lock outside process start. A Barrier's action travels when it is a function pointer, a
+// captureless lambda or a serializable function object (Python: when it can be pickled).
+//
 // Owner death, where Python deadlocks: a process that dies holding a Lock, an RLock or a
 // Condition's lock does not block the others forever. The next acquirer (within about 50 ms of
 // the death) gets the lock, and previous_owner_died() is true until it releases it, so it can
@@ -36,10 +42,13 @@
 
 #include "detail/mutex.hpp"
 #include "detail/posix/futex.hpp"
+#include "detail/fd_table.hpp"
 #include "detail/posix/shm.hpp"
 #include "detail/runtime.hpp"
+#include "detail/task.hpp"
 #include "detail/timeout.hpp"
 #include "errors.hpp"
+#include "serialization.hpp"
 
 namespace multiprocessing {
 
@@ -121,6 +130,14 @@ inline lock_result lock_until(robust_mutex& m, std::int64_t deadline) noexcept {
     return m.lock(deadline);
 }
 
+// A handle's serialize hook, for every direction: `what` names the handle in the error when no
+// start record is being written or read (a handle sent in a message).
+template <class Archive, class... Parts>
+void travel(Archive& ar, const char* what, Parts&... parts) {
+    if (!fd_table::current()) no_fd_table(what);
+    ar(parts...);
+}
+
 // A copyable handle to a T placed in a shared region that may hold other objects too, like
 // shared_object but able to share: a Value's own lock sits in the Value's region, on the same
 // cache line as the value, so a locked update moves one line between CPUs, not two.
@@ -146,6 +163,36 @@ public:
     int fd() const noexcept { return region_ ? region_->fd.get() : -1; }
     std::size_t offset() const noexcept {
         return std::size_t(reinterpret_cast<char*>(ptr_) - static_cast<char*>(region_->data()));
+    }
+    const std::shared_ptr<posix::region>& region() const noexcept { return region_; }
+
+    // The T that another handle placed at `offset` of `r` (a spawned child's side; nothing is
+    // constructed). Throws SerializationError when it would lie outside the region.
+    static shared_slot attach(std::shared_ptr<posix::region> r, std::size_t offset) {
+        const std::size_t size = r->map.size();
+        if (offset > size || size - offset < sizeof(T) || offset % alignof(T) != 0)
+            throw SerializationError("multiprocessing: a shared object lies outside its region");
+        shared_slot s;
+        s.ptr_ = std::launder(reinterpret_cast<T*>(static_cast<char*>(r->data()) + offset));
+        s.region_ = std::move(r);
+        return s;
+    }
+
+    // Under spawn and forkserver: the region's descriptor and the offset in it; the child maps
+    // the region again (detail/fd_table.hpp). Owners call travel() first, which names them.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        std::uint32_t i = 0;
+        std::uint64_t off = 0;
+        if constexpr (Archive::is_loading) {
+            ar(i, off);
+            *this = attach(std::make_shared<posix::region>(import_fd(i, "shared object")),
+                           std::size_t(off));
+        } else {
+            i = export_fd(fd(), "shared object");
+            off = offset();
+            ar(i, off);
+        }
     }
 
 private:
@@ -177,6 +224,11 @@ struct lock_access {
     template <class L, class Slot>
     static L adopt(Slot slot) {
         return L(std::move(slot));
+    }
+    // Where a Lock's or an RLock's state lives.
+    template <class L>
+    static const auto& slot(const L& l) noexcept {
+        return l.s_;
     }
 };
 
@@ -251,6 +303,12 @@ public:
         return s_->owner_died.load(std::memory_order_relaxed) != 0;
     }
 
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "Lock", s_);
+    }
+
 private:
     friend struct detail::lock_access;
     explicit Lock(detail::shared_slot<detail::lock_state> s) noexcept : s_(std::move(s)) {}
@@ -300,6 +358,12 @@ public:
         return s_->owner_died.load(std::memory_order_relaxed) != 0;
     }
 
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "RLock", s_);
+    }
+
 private:
     friend struct detail::lock_access;
     explicit RLock(detail::shared_slot<detail::rlock_state> s) noexcept : s_(std::move(s)) {}
@@ -346,6 +410,8 @@ private:
 // The lock of a Condition, a Value or an Array: a Lock or an RLock, as Python accepts either.
 class AnyLock : public detail::lockable<AnyLock> {
 public:
+    // A new RLock, the default lock of Condition, Value and Array (as in Python).
+    AnyLock() = default;
     AnyLock(Lock l) noexcept : v_(std::move(l)) {}
     AnyLock(RLock l) noexcept : v_(std::move(l)) {}
 
@@ -360,6 +426,12 @@ public:
     template <class L>
     const L* get_if() const noexcept {
         return std::get_if<L>(&v_);
+    }
+
+    // Under spawn and forkserver: travels as the lock it holds.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "lock", v_);
     }
 
 private:
@@ -415,6 +487,12 @@ public:
 
     // Python: Semaphore.get_value()
     int get_value() const noexcept { return int(s_->value.load(std::memory_order_relaxed)); }
+
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "Semaphore", s_);
+    }
 
 protected:
     Semaphore(int value, int max) {
@@ -489,6 +567,12 @@ public:
     template <detail::timeout_like T>
     bool wait(T timeout) const {
         return wait_until(detail::deadline_after(timeout));
+    }
+
+    // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "Event", s_);
     }
 
 private:
@@ -584,6 +668,12 @@ public:
     // Beyond Python: the lock's previous_owner_died().
     bool previous_owner_died() const noexcept { return lock_.previous_owner_died(); }
 
+    // Under spawn and forkserver: travels with its lock (see the top of the file).
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "Condition", lock_, s_);
+    }
+
 private:
     friend struct detail::lock_access;
 
@@ -652,18 +742,57 @@ struct barrier_state {
     barrier_state(std::uint32_t p, std::int64_t t) : parties(p), timeout_ns(t) {}
 };
 
+// A Barrier's action as it travels to a spawned child: the code that rebuilds it (an
+// instantiation of read_barrier_action) and the callable (detail/task.hpp).
+using barrier_action = std::function<void()>;
+using barrier_action_writer = void (*)(writer&, const barrier_action&);
+
+template <class F>
+void write_barrier_action(writer& w, const barrier_action& a);
+
+template <class F>
+std::pair<barrier_action, barrier_action_writer> read_barrier_action(reader& r) {
+    return {barrier_action(read_callable<F>(r)), &write_barrier_action<F>};
+}
+
+template <class F>
+void write_barrier_action(writer& w, const barrier_action& a) {
+    w.write(to_code_ref(&read_barrier_action<F>));
+    write_callable(w, *a.target<F>());
+}
+
+// An action that can travel: a task function (detail/task.hpp) called without arguments.
+template <class F>
+concept shippable_action = task_function<F> && std::invocable<F&> &&
+                           !std::same_as<F, barrier_action>;
+
 }  // namespace detail
 
 // Python: multiprocessing.Barrier(parties, action=None, timeout=None). The action runs in the
 // process whose arrival completes a round, before anyone is released; if it throws, the
 // barrier breaks and the exception propagates from that process's wait().
+// Under spawn and forkserver a Barrier travels to a child as an argument; its action too when
+// it is a function pointer, a captureless lambda or a serializable function object (any other
+// action, a lambda with captures, works under fork only, as Python needs a picklable action).
 class Barrier {
 public:
+    // Barrier(1): what a spawned child's argument is built from before it is filled.
+    Barrier() : Barrier(1) {}
     explicit Barrier(int parties, std::function<void()> action = {})
         : Barrier(init{}, parties, std::move(action), detail::forever) {}
     template <detail::timeout_like T>
     Barrier(int parties, std::function<void()> action, T timeout)
         : Barrier(init{}, parties, std::move(action), relative(detail::deadline_after(timeout))) {}
+    // An action that can travel to a spawned child.
+    template <detail::shippable_action F>
+    Barrier(int parties, F action) : Barrier(parties, std::function<void()>(std::move(action))) {
+        write_action_ = &detail::write_barrier_action<F>;
+    }
+    template <detail::shippable_action F, detail::timeout_like T>
+    Barrier(int parties, F action, T timeout)
+        : Barrier(parties, std::function<void()>(std::move(action)), timeout) {
+        write_action_ = &detail::write_barrier_action<F>;
+    }
 
     // Python: Barrier.wait(timeout=None): this party's arrival index, 0..parties-1 (the last
     // to arrive gets parties-1). Throws BrokenBarrierError when the barrier is or becomes
@@ -697,12 +826,43 @@ public:
     }
     bool broken() const noexcept { return s_->broken.load(std::memory_order_relaxed) != 0; }
 
+    // Under spawn and forkserver: travels to a child as an argument, with its action when that
+    // can travel; otherwise start() throws SerializationError.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        detail::travel(ar, "Barrier", s_);
+        bool has_action = bool(action_);
+        ar(has_action);
+        if constexpr (Archive::is_loading) {
+            action_ = nullptr;
+            write_action_ = nullptr;
+            if (!has_action) return;
+            detail::code_ref ref;
+            ar(ref);
+            using reader_fn =
+                std::pair<detail::barrier_action, detail::barrier_action_writer> (*)(detail::reader&);
+            auto read = detail::from_code_ref_as<reader_fn>(ref);
+            std::tie(action_, write_action_) = read(ar);
+        } else {
+            if (!has_action) return;
+            if (!write_action_)
+                throw SerializationError(
+                    "multiprocessing: a Barrier with an action cannot be sent to a spawned child "
+                    "unless the action is a function pointer, a captureless lambda or a "
+                    "serializable function object (a lambda with captures works under 'fork' "
+                    "only; Python: the action must be picklable)");
+            write_action_(ar, action_);
+        }
+    }
+
 private:
     struct init {};
     Barrier(init, int parties, std::function<void()> action, std::int64_t timeout_ns)
         : action_(std::move(action)) {
         if (parties < 1) throw ValueError("parties must be > 0");
         s_ = detail::shared_object<detail::barrier_state>::create(std::uint32_t(parties), timeout_ns);
+        // A std::function holding a plain function can travel as that function.
+        if (action_.target<void (*)()>()) write_action_ = &detail::write_barrier_action<void (*)()>;
     }
     static std::int64_t relative(std::int64_t deadline) {
         return deadline == detail::forever ? detail::forever
@@ -775,6 +935,7 @@ private:
     }
 
     std::function<void()> action_;
+    detail::barrier_action_writer write_action_ = nullptr;  // null: the action cannot travel
     detail::shared_object<detail::barrier_state> s_;
 };
 

@@ -27,6 +27,17 @@ struct fd_table {
     }
 };
 
+// Once a target's arguments are decoded: the descriptors the child was handed are closed (each
+// handle holds its own duplicate) and the table is gone, so the target itself cannot export
+// into it by mistake, and no descriptor leaks into what the target starts.
+inline void end_of_arguments() noexcept {
+    auto*& t = fd_table::current();
+    if (!t) return;
+    for (int fd : t->fds) ::close(fd);
+    t->fds.clear();
+    t = nullptr;
+}
+
 // Makes `t` the table of this thread for its lifetime.
 class fd_table_scope {
 public:

@@ -2,14 +2,20 @@
 // program created and did not unlink, once the whole process tree that uses the tracker has
 // exited, even when its processes were killed with SIGKILL.
 //
-// One tracker serves the process that started it and every descendant forked afterwards (they
-// inherit its socket). Like Python's, it cleans up at the end of the program, not when the
-// creating process ends: a segment created by a child stays usable by its parent.
+// One tracker serves the process that started it and every descendant started afterwards:
+// forked ones inherit its socket, spawned and forkserver ones are handed it with their start
+// record (process.hpp, adopt()). Like Python's, it cleans up at the end of the program, not when
+// the creating process ends: a segment created by a child stays usable by its parent. A parent
+// that has no tracker yet hands none over, under every start method alike: a child that creates
+// a segment then starts a tracker of its own, which unlinks the segment when that child and its
+// descendants have ended (call ensure_running() before starting the child to share one).
 #pragma once
 
 #include <atomic>
 #include <mutex>
 #include <string_view>
+
+#include <fcntl.h>
 
 #include "posix/named_shm.hpp"
 
@@ -51,6 +57,15 @@ public:
 
     // The sending end a spawned child must be handed; -1 when no tracker runs.
     int fd() const noexcept { return fd_.load(std::memory_order_acquire); }
+
+    // A spawned or forkserver child's side: uses its parent's tracker, whose sending end `fd`
+    // it was handed (a duplicate is kept, close-on-exec). Best effort, as registering is.
+    void adopt(int fd) noexcept {
+        int mine = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (mine < 0) return;
+        std::lock_guard lock(start_);
+        posix::unique_fd old(fd_.exchange(mine, std::memory_order_acq_rel));
+    }
 
 private:
     resource_tracker() = default;

@@ -15,6 +15,7 @@
 
 #include "../serialization.hpp"
 #include "code_ref.hpp"
+#include "fd_table.hpp"
 
 namespace multiprocessing {
 
@@ -94,6 +95,7 @@ void run_chunk(reader& in, writer& out) {
     F f = read_callable<F>(in);
     auto args = in.read<std::vector<Arg>>();
     in.expect_end();
+    end_of_arguments();
     std::vector<chunk_result_t<F, Arg, Star>> results;
     results.reserve(args.size());
     for (auto& a : args) results.push_back(invoke_one<Star>(f, a));

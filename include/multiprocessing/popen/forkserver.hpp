@@ -157,7 +157,9 @@ struct client {
 inline void forget_server_after_fork() noexcept;
 
 inline client& the_client() {
-    static client c;
+    // Never destroyed: at exit, the children are joined (through the server) after static
+    // destructors may have run, and closing the socket would stop the server under them.
+    static client& c = *new client;
     static const bool registered = (::pthread_atfork(nullptr, nullptr, &forget_server_after_fork), true);
     (void)registered;
     return c;
