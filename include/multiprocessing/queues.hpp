@@ -4,10 +4,17 @@
 // there. There is no feeder thread, so Python's two classic traps cannot happen: a child that
 // put items may be joined before they are consumed, and a process that exits right after put()
 // loses nothing (CPython docs, "Joining processes that use queues"; bpo-3789, bpo-23004).
-// A queue also survives a user killed at any moment, and an unbounded queue grows as needed.
+// A queue also survives a user killed at any moment (a producer killed inside put() leaves no
+// partial item; a lock left by a dead process is taken over), an unbounded queue grows as
+// needed (an item may be bigger than all memory the queue had), qsize() is exact, and nothing
+// is ever named in /dev/shm.
 //
 // Each queue is a cheap copyable handle: a copy refers to the same queue, as a Python
-// reference does, and a forked child inherits a working handle.
+// reference does, and a child gets a working handle under every start method.
+//
+// Beyond Python: JoinableQueue::join(timeout). As in Python, put()/get() on a closed queue
+// throw mp::ValueError "Queue is closed" (SimpleQueue too, where Python raises OSError);
+// join_thread() and cancel_join_thread() are no-ops, as there is no thread.
 #pragma once
 
 #include <array>
@@ -336,8 +343,8 @@ private:
 
 namespace detail {
 
-// For the spawn start method: the descriptor behind a queue handle, and a handle rebuilt from
-// a descriptor received by a spawned child (its item type must match).
+// White-box access (tests, other modules): the ring and descriptor behind a handle, and a
+// handle rebuilt from a descriptor (its item type must match).
 struct queue_access {
     template <class Q>
     static int fd(const Q& q) noexcept {

@@ -137,7 +137,7 @@ private:
         // Tracked from the moment it exists: a SIGKILL from here on leaks nothing.
         tracker.register_shm(s_->name);
         try {
-            detail::posix::grow_file(s_->fd.get(), size);
+            detail::posix::resize_file(s_->fd.get(), size);
         } catch (...) {
             detail::posix::shm_remove(s_->name, std::nothrow);
             tracker.unregister_shm(s_->name);

@@ -37,6 +37,7 @@
 
 #include "mutex.hpp"
 #include "posix/futex.hpp"
+#include "posix/process.hpp"
 #include "posix/shm.hpp"
 #include "posix/syscall.hpp"
 #include "timeout.hpp"
@@ -120,8 +121,14 @@ class shared_ring {
 public:
     static constexpr std::size_t default_capacity = 64 * 1024;
     static constexpr std::size_t record_header = sizeof(std::uint64_t);
-    // How long a waiter polls before it sleeps in the kernel.
-    static constexpr std::int64_t spin_ns = 20'000;
+    // The adaptive spin, as Connection's: a waiter polls for up to spin_limit_ns (yielding
+    // the CPU after spin_without_yield_ns, in case the process it waits for shares it) before
+    // it sleeps in the kernel, but only while this process's recent waits were that short,
+    // and never when it may use a single CPU (re-read every 256 waits).
+    static constexpr std::int64_t spin_limit_ns = 50'000;
+    static constexpr std::int64_t spin_without_yield_ns = 5'000;
+    static constexpr std::int64_t short_sleep_ns = 200'000;
+    static constexpr std::int64_t longest_sample_ns = 1'000'000;
     // A ring at least this big that empties at least shrink_delay_ns after its last growth
     // goes back to its initial size, giving the memory of a burst back to the system. (The
     // delay keeps a steady stream of big items from shrinking and regrowing the ring, with
@@ -186,13 +193,14 @@ public:
         ring_header& h = *h_;
         const std::uint64_t rec = record_size(n);
         const std::uint64_t maxsize = h.maxsize;
-        bool spun = false;
+        waiting w;
         std::uint32_t armed = 0;
         for (;;) {
             {
                 locked g(*this);
                 const std::uint64_t count = h.count.load(std::memory_order_relaxed);
                 if (maxsize == 0 || count < maxsize) {
+                    w.done(*this);
                     const std::uint64_t head = h.head.load(std::memory_order_relaxed);
                     const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
                     if (mapped_capacity_ - (tail - head) < rec) grow(tail - head + rec);
@@ -207,12 +215,12 @@ public:
                         g.hand_off();
                     return true;
                 }
-                if (expired(deadline)) return false;
-                if (spun) armed = arm(h.not_full);
+                if (expired(deadline)) return w.timed_out(*this);
+                if (w.spun()) armed = arm(h.not_full);
             }
-            if (!spun) {
-                spun = true;
-                spin([&] { return h.count.load(std::memory_order_relaxed) < maxsize; }, deadline);
+            if (!w.spun()) {
+                w.spin(*this, [&] { return h.count.load(std::memory_order_relaxed) < maxsize; },
+                       deadline);
                 continue;
             }
             posix::futex_wait(&h.not_full, armed, deadline);
@@ -225,13 +233,14 @@ public:
     template <class Take>
     bool get(Take&& take, std::int64_t deadline) {
         ring_header& h = *h_;
-        bool spun = false;
+        waiting w;
         std::uint32_t armed = 0;
         for (;;) {
             {
                 locked g(*this);
                 const std::uint64_t count = h.count.load(std::memory_order_relaxed);
                 if (count > 0) {
+                    w.done(*this);
                     const std::uint64_t head = h.head.load(std::memory_order_relaxed);
                     std::uint64_t len;
                     std::memcpy(&len, data_ + (head & (mapped_capacity_ - 1)), sizeof len);
@@ -256,12 +265,12 @@ public:
                     }
                     return true;
                 }
-                if (expired(deadline)) return false;
-                if (spun) armed = arm(h.not_empty);
+                if (expired(deadline)) return w.timed_out(*this);
+                if (w.spun()) armed = arm(h.not_empty);
             }
-            if (!spun) {
-                spun = true;
-                spin([&] { return h.count.load(std::memory_order_relaxed) > 0; }, deadline);
+            if (!w.spun()) {
+                w.spin(*this, [&] { return h.count.load(std::memory_order_relaxed) > 0; },
+                       deadline);
                 continue;
             }
             posix::futex_wait(&h.not_empty, armed, deadline);
@@ -406,7 +415,7 @@ private:
         const std::uint64_t old_cap = mapped_capacity_;
         const std::uint64_t new_cap = std::max(old_cap * 2, std::bit_ceil(need));
         // Also cuts a file left bigger by a grower that died: nothing maps past the commit.
-        posix::grow_file(fd_.get(), std::size_t(h.data_offset + new_cap));
+        posix::resize_file(fd_.get(), std::size_t(h.data_offset + new_cap));
         posix::mapping m(fd_.get(), std::size_t(new_cap), std::size_t(h.data_offset));
         auto* d = static_cast<std::byte*>(m.data());
         // The live bytes [head, tail) span at most two old-capacity blocks.
@@ -432,8 +441,8 @@ private:
         const std::uint64_t cap = h_->initial_capacity;
         h_->capacity.store(cap, std::memory_order_release);
         try {
-            // ftruncate: grow_file cuts the file too (a failure only leaves it bigger).
-            posix::grow_file(fd_.get(), std::size_t(h_->data_offset + cap));
+            // A failure only leaves the file bigger.
+            posix::resize_file(fd_.get(), std::size_t(h_->data_offset + cap));
             remap(cap);
         } catch (...) {
             // The next lock maps the committed size.
@@ -466,21 +475,70 @@ private:
         }
     }
 
-    // Polls `ready` for up to spin_ns (or the deadline). Returns whether it became true.
-    template <class Ready>
-    static bool spin(Ready&& ready, std::int64_t deadline) noexcept {
-        std::int64_t start = -1;
-        for (unsigned i = 0;; ++i) {
-            if (ready()) return true;
-            posix::cpu_relax();
-            if ((i & 31) == 31) {
+    // This process's record of how long its waits for items or room took.
+    struct wait_stats {
+        std::atomic<std::int64_t> average_ns{0};
+        std::atomic<std::uint32_t> waits{0};
+        std::atomic<bool> several_cpus{true};
+    };
+
+    // One put's or get's wait: a spin first (or not), then sleeps; what it took is learnt.
+    class waiting {
+    public:
+        bool spun() const noexcept { return state_ != fresh; }
+
+        template <class Ready>
+        void spin(shared_ring& r, Ready&& ready, std::int64_t deadline) noexcept {
+            wait_stats& st = r.stats_;
+            start_ = posix::monotonic_ns();
+            state_ = skipped;
+            if ((st.waits.fetch_add(1, std::memory_order_relaxed) & 255) == 0)
+                st.several_cpus.store(posix::affinity_cpus() > 1, std::memory_order_relaxed);
+            if (!st.several_cpus.load(std::memory_order_relaxed) ||
+                st.average_ns.load(std::memory_order_relaxed) >= spin_limit_ns)
+                return;
+            state_ = missed;
+            for (unsigned i = 1;; ++i) {
+                if (ready()) {
+                    state_ = caught;
+                    return;
+                }
+                if (i % 16) {
+                    posix::cpu_relax();
+                    continue;
+                }
                 const std::int64_t now = posix::monotonic_ns();
-                if (start < 0) start = now;
-                if (now - start >= spin_ns || (deadline != forever && now >= deadline))
-                    return false;
+                if (now - start_ >= spin_limit_ns || (deadline != forever && now >= deadline))
+                    return;
+                if (now - start_ >= spin_without_yield_ns) std::this_thread::yield();
             }
         }
-    }
+
+        // The operation went through: learn how long the wait was, if there was one.
+        void done(shared_ring& r) noexcept {
+            if (state_ == fresh) return;
+            std::int64_t waited =
+                std::min(posix::monotonic_ns() - start_, longest_sample_ns);
+            // Did not spin and slept only briefly: a spin might have caught it (the sleep
+            // includes the wake-up), so let the next wait spin again.
+            if (state_ == skipped && waited < short_sleep_ns) waited = spin_limit_ns / 2;
+            learn(r, waited);
+        }
+        bool timed_out(shared_ring& r) noexcept {
+            if (state_ != fresh) learn(r, longest_sample_ns);
+            return false;
+        }
+
+    private:
+        static void learn(shared_ring& r, std::int64_t sample) noexcept {
+            auto& avg = r.stats_.average_ns;
+            const std::int64_t a = avg.load(std::memory_order_relaxed);
+            avg.store(a + (sample - a) / 4, std::memory_order_relaxed);
+        }
+
+        enum : std::uint8_t { fresh, skipped, missed, caught } state_ = fresh;
+        std::int64_t start_ = 0;
+    };
 
     posix::unique_fd fd_;
     posix::mapping header_map_;
@@ -489,6 +547,7 @@ private:
     posix::mapping data_map_;
     std::byte* data_ = nullptr;
     std::uint64_t mapped_capacity_ = 0;
+    wait_stats stats_;
 };
 
 }  // namespace multiprocessing::detail

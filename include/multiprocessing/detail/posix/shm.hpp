@@ -70,8 +70,8 @@ inline unique_fd create_anonymous_file(std::size_t size, const char* tag = "mult
     return fd;
 }
 
-// Grows the file behind `fd` to at least `size` bytes.
-inline void grow_file(int fd, std::size_t size) {
+// Sets the size of the file behind `fd` (grows it, or cuts it when shrinking a ring).
+inline void resize_file(int fd, std::size_t size) {
     check(retry([&] { return MP_SYSCALL(::ftruncate(fd, off_t(size))); }), "ftruncate");
 }
 
