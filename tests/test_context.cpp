@@ -12,7 +12,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "helpers.hpp"
+
 namespace mp = multiprocessing;
+using test::gone_within;
 using namespace std::chrono_literals;
 
 namespace {
@@ -40,15 +43,6 @@ void start_forkserver_daemon_then_wait(shared s) {
 }
 int square(int x) { return x * x; }
 void nothing() {}
-
-bool gone_within(int pid, int ms) {
-    long fd = ::syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0) return errno == ESRCH;
-    pollfd p{int(fd), POLLIN, 0};
-    int r = ::poll(&p, 1, ms);
-    ::close(int(fd));
-    return r == 1;
-}
 
 template <class Pred>
 bool eventually(Pred pred) {

@@ -15,9 +15,12 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include "helpers.hpp"
 #include <fmt/format.h>
 
 namespace mp = multiprocessing;
+using test::gone_within;
 using namespace std::chrono_literals;
 
 namespace {
@@ -39,16 +42,6 @@ void wait_for_release(shared_ints s) {
 void release(shared_ints s) {
     s->other = 1;
     mp::detail::posix::futex_wake_all(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other));
-}
-
-// Waits for a process that is not our child to disappear: pidfd readable, or already gone.
-bool gone_within(int pid, int ms) {
-    long fd = ::syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0) return errno == ESRCH;
-    pollfd p{int(fd), POLLIN, 0};
-    int r = ::poll(&p, 1, ms);
-    ::close(int(fd));
-    return r == 1;
 }
 
 void throw_invalid_argument() { throw std::invalid_argument("bad thing"); }

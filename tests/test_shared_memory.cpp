@@ -3,6 +3,8 @@
 // each start method (tests/CMakeLists.txt).
 #include <catch2/catch.hpp>
 
+#include "helpers.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -22,28 +24,14 @@
 #include <multiprocessing/synchronize.hpp>
 
 namespace mp = multiprocessing;
+using test::check;
+using test::finish;
+using test::start;
 using mp::shared_memory::ShareableList;
 using mp::shared_memory::SharedMemory;
 using namespace std::chrono_literals;
 
 namespace {
-
-void check(bool ok, const char* what) {
-    if (!ok) throw std::runtime_error(what);
-}
-
-template <class F, class... A>
-mp::Process start(F f, A... args) {
-    mp::Process p(f, args...);
-    p.start();
-    return p;
-}
-
-int finish(mp::Process& p) {
-    REQUIRE(p.join(10s));
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
 
 bool in_dev_shm(const std::string& name) {
     return std::filesystem::exists("/dev/shm/" + name);

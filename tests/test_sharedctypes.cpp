@@ -3,6 +3,8 @@
 // (tests/CMakeLists.txt): under spawn and forkserver the objects travel as their regions.
 #include <catch2/catch.hpp>
 
+#include "helpers.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -18,26 +20,12 @@
 #include <multiprocessing/sharedctypes.hpp>
 
 namespace mp = multiprocessing;
+using test::check;
+using test::finish;
+using test::start;
 using namespace std::chrono_literals;
 
 namespace {
-
-void check(bool ok, const char* what) {
-    if (!ok) throw std::runtime_error(what);
-}
-
-template <class F, class... A>
-mp::Process start(F f, A... args) {
-    mp::Process p(f, args...);
-    p.start();
-    return p;
-}
-
-int finish(mp::Process& p) {
-    REQUIRE(p.join(20s));
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
 
 // A field of /proc/self/status in kB (VmRSS, RssShmem, ...).
 long status_kb(const char* field) {

@@ -3,6 +3,8 @@
 // under each start method (tests/CMakeLists.txt): under spawn and forkserver the handles travel.
 #include <catch2/catch.hpp>
 
+#include "helpers.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,28 +22,13 @@
 #include <multiprocessing/synchronize.hpp>
 
 namespace mp = multiprocessing;
+using test::check;
+using test::finish;
+using test::start;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// A child reports a failed check through its exit code (an exception exits with 1).
-void check(bool ok, const char* what) {
-    if (!ok) throw std::runtime_error(what);
-}
-
-template <class F, class... A>
-mp::Process start(F f, A... args) {
-    mp::Process p(f, args...);
-    p.start();
-    return p;
-}
-
-int finish(mp::Process& p) {
-    REQUIRE(p.join(10s));
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
 
 [[noreturn]] void hang() {
     for (;;) ::pause();
