@@ -33,9 +33,17 @@ if(EXISTS "${MP_ROOT}/tests/fuzz/CMakeLists.txt")
     mp_step(${CMAKE_COMMAND} -S tests/fuzz -B build/fuzz -D CMAKE_CXX_COMPILER=clang++
             -D CMAKE_BUILD_TYPE=RelWithDebInfo)
     mp_step(${CMAKE_COMMAND} --build build/fuzz -j ${MP_JOBS})
-    file(MAKE_DIRECTORY "${MP_ROOT}/build/fuzz/corpus")
-    mp_step(build/fuzz/fuzz_seeds build/fuzz/corpus)
-    mp_step(build/fuzz/fuzz_decode -max_total_time=60 -print_final_stats=1 build/fuzz/corpus)
+    # The decoder, and the authentication handshake and framing of Listener/Client.
+    foreach(fuzzer IN ITEMS decode handshake)
+        file(MAKE_DIRECTORY "${MP_ROOT}/build/fuzz/corpus-${fuzzer}")
+        set(seeds fuzz_seeds)
+        if(fuzzer STREQUAL "handshake")
+            set(seeds fuzz_handshake_seeds)
+        endif()
+        mp_step(build/fuzz/${seeds} build/fuzz/corpus-${fuzzer})
+        mp_step(build/fuzz/fuzz_${fuzzer} -max_total_time=45 -print_final_stats=1
+                build/fuzz/corpus-${fuzzer})
+    endforeach()
 endif()
 
 mp_shm_entries(shm_after)

@@ -1,0 +1,1307 @@
+// Python: multiprocessing.managers (Manager, BaseManager, SyncManager and the proxies).
+//
+//     auto manager = mp::Manager();             // with mp.Manager() as manager:
+//     auto d = manager.dict<int, int>();        //     d = manager.dict()
+//     mp::Process p([](mp::DictProxy<int, int> d) { d[1] = 2; }, d);
+//
+// A manager is a server process that holds objects; proxies are cheap copyable handles to them
+// (the server's address and the object's id) that work in any process: passed to a child, sent
+// through a Queue or Pipe (they are mp::serializable), or made by connect() on another machine.
+// Each operation is one request to the server and is atomic there, as in Python.
+//
+// Lifetime: Manager() starts the server as a daemonic child (a private address in Linux's
+// abstract socket namespace, a random 32-byte authkey that children inherit, as Python's
+// current_process().authkey); it ends with shutdown(), when the manager object goes (the RAII
+// form of `with Manager() as m:`), or when the owner dies, even by SIGKILL (the parent-death
+// signal ties it to the thread that started it). Calls through a proxy of a manager that is
+// gone throw mp::ProcessError ("manager process is gone") at once, never hang.
+//
+// Differences from Python, on purpose: proxies are typed (dict<K, V>(), list<T>(), Queue<T>());
+// objects live until the manager shuts down (no reference counting across processes);
+// BaseManager::register_ (register is a C++ keyword) registers a C++ type with the methods that
+// clients may call by member pointer: proxy.call(&Counter::increment, 1).
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <csignal>
+
+#include "connection.hpp"
+#include "detail/fd_table.hpp"
+#include "detail/manager_server.hpp"
+#include "detail/runtime.hpp"
+#include "detail/timeout.hpp"
+#include "errors.hpp"
+#include "process.hpp"
+#include "serialization.hpp"
+
+namespace multiprocessing {
+
+using connection::Address;
+
+namespace detail::mgr {
+
+// Python: current_process().authkey: 32 random bytes, made once per process tree (a forked
+// child inherits them) and the default key of every manager.
+inline const std::string& process_authkey() {
+    static const std::string key = [] {
+        std::string k(32, '\0');
+        posix::random_bytes(k.data(), k.size());
+        return k;
+    }();
+    return key;
+}
+
+// Where a manager is and how to get in.
+struct endpoint {
+    Address address;
+    std::string authkey;
+    std::string key;             // address.to_string()
+    std::string connection_key;  // address and key: a connection made with one key is no
+                                 // connection for a handle holding another
+
+    endpoint(Address a, std::string k)
+        : address(std::move(a)),
+          authkey(std::move(k)),
+          key(address.to_string()),
+          connection_key(key + '\0' + authkey) {}
+};
+
+// The managers this process knows (made, connected to, or inherited from a parent), so that a
+// proxy that crossed a process boundary, which carries no key (as in Python), finds its key.
+struct endpoint_table {
+    std::mutex m;
+    std::unordered_map<std::string, std::shared_ptr<const endpoint>> by_address;
+};
+inline endpoint_table& endpoints() {
+    static endpoint_table t;
+    return t;
+}
+inline void remember(const std::shared_ptr<const endpoint>& ep) {
+    auto& t = endpoints();
+    std::lock_guard g(t.m);
+    t.by_address[ep->key] = ep;
+}
+inline std::shared_ptr<const endpoint> endpoint_for(const Address& a) {
+    auto& t = endpoints();
+    {
+        std::lock_guard g(t.m);
+        auto it = t.by_address.find(a.to_string());
+        if (it != t.by_address.end()) return it->second;
+    }
+    return std::make_shared<const endpoint>(a, process_authkey());
+}
+
+// One connection per manager per thread (Python's BaseProxy keeps one per thread too), so that
+// a call blocking at the server holds up no other thread, and an RLock is owned by a thread.
+// A forked child must not talk over its parent's socket: the pid tells.
+struct thread_connection {
+    Connection conn;
+    int pid = 0;
+};
+inline std::unordered_map<std::string, thread_connection>& thread_connections() {
+    thread_local std::unordered_map<std::string, thread_connection> table;
+    return table;
+}
+
+inline constexpr auto manager_handshake_timeout = std::chrono::seconds(30);
+
+[[noreturn]] inline void manager_gone(const endpoint& ep, const std::string& why) {
+    throw ProcessError("manager process is gone (" + ep.address.to_string() + "): " + why);
+}
+
+inline Connection& connection_for(const endpoint& ep) {
+    auto& tc = thread_connections()[ep.connection_key];
+    if (tc.pid == self_pid() && !tc.conn.closed()) return tc.conn;
+    tc.conn = Connection();  // a parent's connection: let this copy go, say nothing on it
+    try {
+        tc.conn = connection::Client(
+            connection::ClientOptions{.address = ep.address,
+                                      .family = std::nullopt,
+                                      .authkey = ep.authkey,
+                                      .handshake_timeout = manager_handshake_timeout});
+        if (ep.address.family() == "AF_UNIX")
+            tc.conn = client_upgrade(tc.conn, deadline_after(manager_handshake_timeout));
+    } catch (const std::system_error& e) {
+        auto err = e.code().value();
+        if (err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EPIPE)
+            manager_gone(ep, e.what());
+        throw;
+    } catch (const AuthenticationError& e) {
+        // A wrong key is the caller's to know; a server dying mid-handshake is a gone manager.
+        std::string_view what = e.what();
+        if (what == "digest sent was rejected" || what == "digest received was wrong") throw;
+        manager_gone(ep, e.what());
+    } catch (const ProcessError& e) {
+        manager_gone(ep, e.what());  // no pipes handed over: it died just then
+    }
+    tc.pid = self_pid();
+    return tc.conn;
+}
+
+inline void drop_connection(const endpoint& ep) {
+    thread_connections().erase(ep.connection_key);
+}
+
+// One request, one reply: the reply's values, or the server's exception rethrown here.
+inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
+                              std::vector<blob> args = {}, std::int64_t timeout_ns = -1) {
+    thread_local std::vector<std::byte> out;  // reused, unless a huge request made it huge
+    if (out.capacity() > (std::size_t(1) << 20)) std::vector<std::byte>().swap(out);
+    out.clear();
+    serialize_into(out, request{id, code, timeout_ns, std::move(args)});
+    Connection& c = connection_for(ep);
+    std::vector<std::byte> in;
+    try {
+        c.send_bytes(out);
+        in = c.recv_bytes();
+    } catch (const EOFError& e) {
+        drop_connection(ep);
+        manager_gone(ep, e.what());
+    } catch (const std::system_error& e) {
+        drop_connection(ep);
+        manager_gone(ep, e.what());
+    }
+    auto rp = deserialize<reply>(in);
+    if (!rp.ok) {
+        if (rp.values.empty()) throw ProcessError("malformed reply from the manager");
+        rethrow_packed_exception(
+            std::as_bytes(std::span(rp.values[0].data(), rp.values[0].size())));
+    }
+    return std::move(rp.values);
+}
+
+// A timeout argument as the relative nanoseconds a request carries (-1: forever).
+template <timeout_like Timeout>
+std::int64_t timeout_ns(Timeout t) {
+    return remaining_ns(deadline_after(t));
+}
+
+// Member function pointers, taken apart: the class, the result, the arguments as they travel.
+template <class M>
+struct method_traits;
+#define MP_DETAIL_METHOD_TRAITS(QUALIFIERS)           \
+    template <class C, class R, class... A>           \
+    struct method_traits<R (C::*)(A...) QUALIFIERS> { \
+        using object = C;                             \
+        using result = R;                             \
+        using params = std::tuple<A...>;              \
+        using args = std::tuple<std::decay_t<A>...>;  \
+    };
+MP_DETAIL_METHOD_TRAITS()
+MP_DETAIL_METHOD_TRAITS(const)
+MP_DETAIL_METHOD_TRAITS(noexcept)
+MP_DETAIL_METHOD_TRAITS(const noexcept)
+#undef MP_DETAIL_METHOD_TRAITS
+
+// The client's half of a registration: T's typeid and its methods by member pointer, per process.
+template <class T>
+struct type_methods {
+    inline static std::mutex m;
+    inline static std::string type_id;
+    inline static std::vector<std::pair<std::string, std::any>> methods;
+};
+
+template <class T, class M>
+std::string method_name(M pointer) {
+    std::lock_guard g(type_methods<T>::m);
+    for (const auto& [name, stored] : type_methods<T>::methods)
+        if (const M* p = std::any_cast<M>(&stored); p && *p == pointer) return name;
+    throw ValueError("this method of " + std::string(type_name<T>()) +
+                     " was not registered with BaseManager::register_");
+}
+
+// The registered types of this process (Python: BaseManager._registry), served by managers
+// started or served from here.
+struct type_registry {
+    std::mutex m;
+    type_table types;
+};
+inline type_registry& registry() {
+    static type_registry r;
+    return r;
+}
+inline type_table registry_snapshot() {
+    auto& r = registry();
+    std::lock_guard g(r.m);
+    return r.types;
+}
+
+}  // namespace detail::mgr
+
+// What BaseManager::register_ takes for each method a proxy may call: its name on the wire
+// (the same in every process) and the member function.
+template <class M>
+requires std::is_member_function_pointer_v<M>
+struct method_spec {
+    std::string name;
+    M pointer;
+};
+// Python: the `exposed` names of BaseManager.register; mp::method("increment", &Counter::increment)
+template <class M>
+requires std::is_member_function_pointer_v<M> method_spec<M> method(std::string name, M pointer) {
+    return {std::move(name), pointer};
+}
+
+class BaseManager;
+template <class T>
+class ArrayProxy;
+
+// ---- proxies ----------------------------------------------------------------------------------
+
+// Python: multiprocessing.managers.BaseProxy: which manager, which object. Copies refer to the
+// same object. Serializable, so a proxy can be sent to another process like any value.
+class BaseProxy {
+public:
+    // An unbound proxy (Python has none); calls throw mp::ValueError.
+    BaseProxy() = default;
+
+    // Python: proxy._token.address and proxy._token.id
+    const Address& address() const { return endpoint().address; }
+    std::uint64_t id() const noexcept { return id_; }
+
+    // The authkey travels only to a child being started by spawn or forkserver (Python's
+    // thread_is_spawning()); in a message, the receiver uses the key it knows for the address.
+    template <class Archive>
+    void serialize(Archive& ar) {
+        if constexpr (Archive::is_loading) {
+            Address a;
+            std::uint64_t id = 0;
+            std::optional<std::string> key;
+            ar(a, id, key);
+            if (a.empty())
+                ep_ = nullptr;
+            else if (key)
+                ep_ = std::make_shared<const detail::mgr::endpoint>(a, std::move(*key));
+            else
+                ep_ = detail::mgr::endpoint_for(a);
+            if (key) detail::mgr::remember(ep_);
+            id_ = id;
+        } else {
+            std::optional<std::string> key;
+            if (ep_ && detail::fd_table::current()) key = ep_->authkey;
+            ar(ep_ ? ep_->address : Address(), id_, key);
+        }
+    }
+
+    friend bool operator==(const BaseProxy& a, const BaseProxy& b) noexcept {
+        return a.id_ == b.id_ && (a.ep_ == b.ep_ || (a.ep_ && b.ep_ && a.ep_->key == b.ep_->key));
+    }
+
+protected:
+    friend class BaseManager;
+    BaseProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : ep_(std::move(ep)), id_(id) {}
+
+    const detail::mgr::endpoint& endpoint() const {
+        if (!ep_) throw ValueError("the proxy is not bound to a manager object");
+        return *ep_;
+    }
+
+    // Python: BaseProxy._callmethod(methodname, args)
+    std::vector<detail::mgr::blob> call(detail::mgr::op code,
+                                        std::vector<detail::mgr::blob> args = {},
+                                        std::int64_t timeout_ns = -1) const {
+        return detail::mgr::call(endpoint(), id_, code, std::move(args), timeout_ns);
+    }
+    // The one value a call returns.
+    template <class R>
+    R call_for(detail::mgr::op code, std::vector<detail::mgr::blob> args = {},
+               std::int64_t timeout_ns = -1) const {
+        auto v = call(code, std::move(args), timeout_ns);
+        if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+        return detail::mgr::decode<R>(v[0]);
+    }
+    template <class T>
+    static std::vector<T> decode_all(const std::vector<detail::mgr::blob>& v) {
+        std::vector<T> out;
+        out.reserve(v.size());
+        for (const auto& b : v) out.push_back(detail::mgr::decode<T>(b));
+        return out;
+    }
+
+    std::shared_ptr<const detail::mgr::endpoint> ep_;
+    std::uint64_t id_ = 0;
+};
+
+// Python: multiprocessing.managers.DictProxy (manager.dict()): a dict of K to V at the server.
+// Keys compare by their encoding (see detail/manager_server.hpp); items keep insertion order.
+template <class K, class V>
+class DictProxy : public BaseProxy {
+public:
+    using key_type = K;
+    using mapped_type = V;
+
+    // What d[k] returns: reading it gets the value (std::out_of_range, Python's KeyError, when
+    // missing); assigning sets it. Each is one atomic request; d[k] += 1 is not atomic, as in
+    // Python.
+    class reference {
+    public:
+        operator V() const { return d_.at(key_); }
+        const reference& operator=(const V& v) const {
+            d_.set(key_, v);
+            return *this;
+        }
+        const reference& operator=(const reference& r) const { return *this = V(r); }
+
+    private:
+        friend class DictProxy;
+        reference(const DictProxy& d, const K& key) : d_(d), key_(key) {}
+        DictProxy d_;
+        K key_;
+    };
+
+    DictProxy() = default;
+
+    // Python: d[k] (read or assign)
+    reference operator[](const K& key) const { return reference(*this, key); }
+    // Python: d[k]; std::out_of_range (KeyError) when missing.
+    V at(const K& key) const {
+        auto v = get(key);
+        if (!v) throw std::out_of_range("KeyError: key not found in the manager's dict");
+        return std::move(*v);
+    }
+    // Python: d.get(k) (nullopt for None) and d.get(k, default)
+    std::optional<V> get(const K& key) const {
+        auto v = call(op::dict_get, {enc(key)});
+        if (v.empty()) return std::nullopt;
+        return detail::mgr::decode<V>(v[0]);
+    }
+    V get(const K& key, const V& default_value) const { return get(key).value_or(default_value); }
+    // Python: d[k] = v
+    void set(const K& key, const V& value) const { call(op::dict_set, {enc(key), enc(value)}); }
+    // Python: k in d
+    bool contains(const K& key) const { return call_for<bool>(op::dict_contains, {enc(key)}); }
+    // Python: del d[k], without the KeyError: whether the key was there.
+    bool erase(const K& key) const { return !call(op::dict_pop, {enc(key)}).empty(); }
+    // Python: d.pop(k) (std::out_of_range when missing) and d.pop(k, default)
+    V pop(const K& key) const {
+        auto v = call(op::dict_pop, {enc(key)});
+        if (v.empty()) throw std::out_of_range("KeyError: key not found in the manager's dict");
+        return detail::mgr::decode<V>(v[0]);
+    }
+    V pop(const K& key, const V& default_value) const {
+        auto v = call(op::dict_pop, {enc(key)});
+        return v.empty() ? default_value : detail::mgr::decode<V>(v[0]);
+    }
+    // Python: d.setdefault(k, default): the value now stored under k.
+    V setdefault(const K& key, const V& default_value) const {
+        return call_for<V>(op::dict_setdefault, {enc(key), enc(default_value)});
+    }
+    // Python: d.popitem(): the last inserted item; std::out_of_range when empty.
+    std::pair<K, V> popitem() const {
+        auto v = call(op::dict_popitem);
+        return {detail::mgr::decode<K>(v.at(0)), detail::mgr::decode<V>(v.at(1))};
+    }
+    // Python: len(d)
+    std::size_t size() const { return std::size_t(call_for<std::uint64_t>(op::len)); }
+    bool empty() const { return size() == 0; }
+    // Python: d.keys(), d.values(), d.items() (copies, in insertion order)
+    std::vector<K> keys() const { return decode_all<K>(call(op::dict_keys)); }
+    std::vector<V> values() const { return decode_all<V>(call(op::dict_values)); }
+    std::vector<std::pair<K, V>> items() const {
+        auto v = call(op::dict_items);
+        std::vector<std::pair<K, V>> out;
+        out.reserve(v.size() / 2);
+        for (std::size_t i = 0; i + 1 < v.size(); i += 2)
+            out.emplace_back(detail::mgr::decode<K>(v[i]), detail::mgr::decode<V>(v[i + 1]));
+        return out;
+    }
+    // Python: d.update(other): any range of (key, value) pairs, in one atomic request.
+    template <std::ranges::input_range R>
+    void update(const R& pairs) const {
+        std::vector<detail::mgr::blob> args;
+        for (const auto& [k, v] : pairs) {
+            args.push_back(enc(static_cast<const K&>(k)));
+            args.push_back(enc(static_cast<const V&>(v)));
+        }
+        call(op::dict_update, std::move(args));
+    }
+    void update(std::initializer_list<std::pair<K, V>> pairs) const {
+        update(std::vector<std::pair<K, V>>(pairs));
+    }
+    // Python: d.clear()
+    void clear() const { call(op::clear); }
+
+private:
+    friend class SyncManager;
+    using op = detail::mgr::op;
+    DictProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    template <class T>
+    static detail::mgr::blob enc(const T& v) {
+        return detail::mgr::encode(v);
+    }
+};
+
+// Python: multiprocessing.managers.ListProxy (manager.list()). Indexes may be negative, counted
+// from the end, as in Python; out of range throws std::out_of_range (IndexError).
+template <class T>
+class ListProxy : public BaseProxy {
+public:
+    using value_type = T;
+
+    // What l[i] returns: reading it gets the item, assigning sets it.
+    class reference {
+    public:
+        operator T() const { return l_.get(i_); }
+        const reference& operator=(const T& v) const {
+            l_.set(i_, v);
+            return *this;
+        }
+        const reference& operator=(const reference& r) const { return *this = T(r); }
+
+    private:
+        friend class ListProxy;
+        reference(const ListProxy& l, std::ptrdiff_t i) : l_(l), i_(i) {}
+        ListProxy l_;
+        std::ptrdiff_t i_;
+    };
+
+    ListProxy() = default;
+
+    // Python: l[i]
+    reference operator[](std::ptrdiff_t i) const { return reference(*this, i); }
+    T get(std::ptrdiff_t i) const { return call_for<T>(op::list_get, {idx(i)}); }
+    // Python: l[i] = v
+    void set(std::ptrdiff_t i, const T& v) const { call(op::list_set, {idx(i), enc(v)}); }
+    // Python: l.append(v)
+    void append(const T& v) const { call(op::list_append, {enc(v)}); }
+    // Python: l.extend(iterable): one atomic request.
+    template <std::ranges::input_range R>
+    void extend(const R& values) const {
+        std::vector<detail::mgr::blob> args;
+        for (const auto& v : values) args.push_back(enc(static_cast<const T&>(v)));
+        call(op::list_extend, std::move(args));
+    }
+    void extend(std::initializer_list<T> values) const { extend(std::vector<T>(values)); }
+    // Python: l.insert(i, v)
+    void insert(std::ptrdiff_t i, const T& v) const { call(op::list_insert, {idx(i), enc(v)}); }
+    // Python: l.pop(i=-1)
+    T pop(std::ptrdiff_t i = -1) const { return call_for<T>(op::list_pop, {idx(i)}); }
+    // Python: l.remove(v); mp::ValueError when absent.
+    void remove(const T& v) const { call(op::list_remove, {enc(v)}); }
+    // Python: l.index(v); mp::ValueError when absent.
+    std::size_t index(const T& v) const {
+        return std::size_t(call_for<std::uint64_t>(op::list_index, {enc(v)}));
+    }
+    // Python: l.count(v)
+    std::size_t count(const T& v) const {
+        return std::size_t(call_for<std::uint64_t>(op::list_count, {enc(v)}));
+    }
+    // Python: v in l
+    bool contains(const T& v) const { return count(v) > 0; }
+    // Python: len(l)
+    std::size_t size() const { return std::size_t(call_for<std::uint64_t>(op::len)); }
+    bool empty() const { return size() == 0; }
+    // Python: l.clear()
+    void clear() const { call(op::clear); }
+    // Python: l[:] (a copy)
+    std::vector<T> to_vector() const { return decode_all<T>(call(op::list_items)); }
+
+private:
+    friend class SyncManager;
+    friend class ArrayProxy<T>;
+    using op = detail::mgr::op;
+    ListProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    static detail::mgr::blob idx(std::ptrdiff_t i) { return detail::mgr::encode<std::int64_t>(i); }
+    static detail::mgr::blob enc(const T& v) { return detail::mgr::encode(v); }
+};
+
+// Python: the proxy of manager.Array(typecode, sequence): fixed length; get, set, size.
+template <class T>
+class ArrayProxy : public BaseProxy {
+public:
+    using value_type = T;
+    using reference = typename ListProxy<T>::reference;
+
+    ArrayProxy() = default;
+
+    // Python: a[i] and a[i] = v
+    typename ListProxy<T>::reference operator[](std::ptrdiff_t i) const { return as_list()[i]; }
+    T get(std::ptrdiff_t i) const { return as_list().get(i); }
+    void set(std::ptrdiff_t i, const T& v) const { as_list().set(i, v); }
+    // Python: len(a)
+    std::size_t size() const { return as_list().size(); }
+    // Python: a[:]
+    std::vector<T> to_vector() const { return as_list().to_vector(); }
+
+private:
+    friend class SyncManager;
+    ArrayProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    // The server serves an Array as a list that refuses to change length.
+    ListProxy<T> as_list() const { return ListProxy<T>(ep_, id_); }
+};
+
+// Python: multiprocessing.managers.ValueProxy (manager.Value(typecode, value)): get() and set(),
+// and value()/value(v) for Python's .value attribute.
+template <class T>
+class ValueProxy : public BaseProxy {
+public:
+    ValueProxy() = default;
+    T get() const { return call_for<T>(detail::mgr::op::list_get, {zero()}); }
+    void set(const T& v) const {
+        call(detail::mgr::op::list_set, {zero(), detail::mgr::encode(v)});
+    }
+    T value() const { return get(); }
+    void value(const T& v) const { set(v); }
+
+private:
+    friend class SyncManager;
+    ValueProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    static detail::mgr::blob zero() { return detail::mgr::encode<std::int64_t>(0); }
+};
+
+// Python: multiprocessing.managers.NamespaceProxy (manager.Namespace()): attributes by name,
+// each of any serializable type; reading one as another type throws mp::SerializationError
+// naming both, a missing one std::out_of_range (Python's AttributeError).
+class NamespaceProxy : public BaseProxy {
+public:
+    NamespaceProxy() = default;
+
+    // Python: ns.name = value
+    template <class T>
+    void set(const std::string& name, const T& value) const {
+        auto packed = detail::pack_message(value);
+        call(
+            detail::mgr::op::ns_set,
+            {name, detail::mgr::blob(reinterpret_cast<const char*>(packed.data()), packed.size())});
+    }
+    // Python: ns.name
+    template <class T>
+    T get(const std::string& name) const {
+        auto v = call(detail::mgr::op::ns_get, {name});
+        if (v.empty())
+            throw std::out_of_range("AttributeError: 'Namespace' object has no attribute '" + name +
+                                    "'");
+        return detail::unpack_message<T>(std::as_bytes(std::span(v[0].data(), v[0].size())));
+    }
+    // Python: hasattr(ns, name)
+    bool contains(const std::string& name) const {
+        return !call(detail::mgr::op::ns_get, {name}).empty();
+    }
+    // Python: del ns.name, without the AttributeError: whether it was there.
+    bool erase(const std::string& name) const {
+        return call_for<bool>(detail::mgr::op::ns_del, {name});
+    }
+    // Python: vars(ns).keys(), sorted.
+    std::vector<std::string> names() const { return call(detail::mgr::op::ns_names); }
+
+private:
+    friend class SyncManager;
+    NamespaceProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+};
+
+// Python: the proxy of manager.Queue(maxsize) and manager.JoinableQueue(maxsize) (a queue.Queue
+// at the server): put/get block, with timeouts throwing mp::Full / mp::Empty.
+template <class T>
+class QueueProxy : public BaseProxy {
+public:
+    QueueProxy() = default;
+
+    // Python: q.put(obj), q.put(obj, timeout=t), q.put(obj, block, timeout), q.put_nowait(obj)
+    void put(const T& obj) const { put_for(obj, -1); }
+    template <detail::timeout_like Timeout>
+    void put(const T& obj, Timeout timeout) const {
+        put_for(obj, detail::mgr::timeout_ns(timeout));
+    }
+    template <detail::timeout_like Timeout>
+    void put(const T& obj, bool block, Timeout timeout) const {
+        put_for(obj, block ? detail::mgr::timeout_ns(timeout) : 0);
+    }
+    void put_nowait(const T& obj) const { put_for(obj, 0); }
+
+    // Python: q.get(), q.get(timeout=t), q.get(block, timeout), q.get_nowait()
+    T get() const { return get_for(-1); }
+    template <detail::timeout_like Timeout>
+    T get(Timeout timeout) const {
+        return get_for(detail::mgr::timeout_ns(timeout));
+    }
+    template <detail::timeout_like Timeout>
+    T get(bool block, Timeout timeout) const {
+        return get_for(block ? detail::mgr::timeout_ns(timeout) : 0);
+    }
+    T get_nowait() const { return get_for(0); }
+
+    // Python: q.qsize(), q.empty(), q.full()
+    std::size_t qsize() const { return std::size_t(call_for<std::uint64_t>(detail::mgr::op::len)); }
+    bool empty() const { return call_for<bool>(detail::mgr::op::queue_empty); }
+    bool full() const { return call_for<bool>(detail::mgr::op::queue_full); }
+
+    // Python: q.task_done() (mp::ValueError when called too often) and q.join(); join(timeout)
+    // is beyond Python and returns false when it passed.
+    void task_done() const { call(detail::mgr::op::queue_task_done); }
+    void join() const { call(detail::mgr::op::queue_join); }
+    template <detail::timeout_like Timeout>
+    bool join(Timeout timeout) const {
+        return call_for<bool>(detail::mgr::op::queue_join, {}, detail::mgr::timeout_ns(timeout));
+    }
+
+private:
+    friend class SyncManager;
+    QueueProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    void put_for(const T& obj, std::int64_t ns) const {
+        call(detail::mgr::op::queue_put, {detail::mgr::encode(obj)}, ns);
+    }
+    T get_for(std::int64_t ns) const { return call_for<T>(detail::mgr::op::queue_get, {}, ns); }
+};
+
+// Python: multiprocessing.managers.AcquirerProxy (manager.Lock(), RLock(), Semaphore(),
+// BoundedSemaphore()). Lockable, so std::scoped_lock works (Python's `with lock:`). An RLock is
+// owned by one thread of one process.
+class AcquirerProxy : public BaseProxy {
+public:
+    AcquirerProxy() = default;
+
+    // Python: acquire(blocking=True, timeout=None); true when acquired.
+    bool acquire(bool block = true) const { return acquire_for(block ? -1 : 0); }
+    template <detail::timeout_like Timeout>
+    bool acquire(bool block, Timeout timeout) const {
+        return acquire_for(block ? detail::mgr::timeout_ns(timeout) : 0);
+    }
+    template <class Rep, class Period>
+    bool acquire(std::chrono::duration<Rep, Period> timeout) const {
+        return acquire_for(detail::mgr::timeout_ns(timeout));
+    }
+    // Python: release(); a Lock not held throws std::runtime_error, an RLock or Condition not
+    // owned by this thread std::runtime_error, a BoundedSemaphore above its value mp::ValueError.
+    void release() const { call(detail::mgr::op::release); }
+
+    // Lockable and TimedLockable.
+    void lock() const { acquire(); }
+    bool try_lock() const { return acquire(false); }
+    void unlock() const { release(); }
+    template <class Rep, class Period>
+    bool try_lock_for(std::chrono::duration<Rep, Period> timeout) const {
+        return acquire(timeout);
+    }
+    template <class Clock, class Duration>
+    bool try_lock_until(std::chrono::time_point<Clock, Duration> tp) const {
+        return acquire(tp - Clock::now());
+    }
+
+private:
+    friend class SyncManager;
+    friend class ConditionProxy;
+    AcquirerProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+    bool acquire_for(std::int64_t ns) const {
+        return call_for<bool>(detail::mgr::op::acquire, {}, ns);
+    }
+};
+
+// Python: multiprocessing.managers.ConditionProxy (manager.Condition()), with its own RLock.
+class ConditionProxy : public AcquirerProxy {
+public:
+    ConditionProxy() = default;
+
+    // Python: wait(timeout=None): releases the lock, waits for a notify, takes the lock back;
+    // false when the timeout passed.
+    bool wait() const { return wait_for_ns(-1); }
+    template <detail::timeout_like Timeout>
+    bool wait(Timeout timeout) const {
+        return wait_for_ns(detail::mgr::timeout_ns(timeout));
+    }
+    // Python: wait_for(predicate, timeout=None): the predicate's last value.
+    template <std::predicate P>
+    bool wait_for(P predicate) const {
+        bool result = predicate();
+        while (!result) {
+            wait();
+            result = predicate();
+        }
+        return result;
+    }
+    template <std::predicate P, detail::timeout_like Timeout>
+    bool wait_for(P predicate, Timeout timeout) const {
+        std::int64_t deadline = detail::deadline_after(timeout);
+        bool result = predicate();
+        while (!result) {
+            std::int64_t left = detail::remaining_ns(deadline);
+            if (left == 0) break;
+            wait_for_ns(left);
+            result = predicate();
+        }
+        return result;
+    }
+    // Python: notify(n=1) and notify_all(); std::runtime_error unless this thread holds the lock.
+    void notify(int n = 1) const {
+        call(detail::mgr::op::condition_notify, {detail::mgr::encode<std::int64_t>(n)});
+    }
+    void notify_all() const { notify(std::numeric_limits<int>::max()); }
+
+private:
+    friend class SyncManager;
+    ConditionProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : AcquirerProxy(std::move(ep), id) {}
+    bool wait_for_ns(std::int64_t ns) const {
+        return call_for<bool>(detail::mgr::op::condition_wait, {}, ns);
+    }
+};
+
+// Python: multiprocessing.managers.EventProxy (manager.Event()).
+class EventProxy : public BaseProxy {
+public:
+    EventProxy() = default;
+    // Python: is_set(), set(), clear()
+    bool is_set() const { return call_for<bool>(detail::mgr::op::event_is_set); }
+    void set() const { call(detail::mgr::op::event_set); }
+    void clear() const { call(detail::mgr::op::event_clear); }
+    // Python: wait(timeout=None): the flag, false when the timeout passed first.
+    bool wait() const { return call_for<bool>(detail::mgr::op::event_wait); }
+    template <detail::timeout_like Timeout>
+    bool wait(Timeout timeout) const {
+        return call_for<bool>(detail::mgr::op::event_wait, {}, detail::mgr::timeout_ns(timeout));
+    }
+
+private:
+    friend class SyncManager;
+    EventProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+};
+
+// Python: multiprocessing.managers.BarrierProxy (manager.Barrier(parties, timeout=None)).
+class BarrierProxy : public BaseProxy {
+public:
+    BarrierProxy() = default;
+    // Python: wait(timeout=None): this party's arrival index; mp::BrokenBarrierError when the
+    // barrier is or becomes broken (a timeout breaks it, as in Python).
+    int wait() const { return int(call_for<std::int64_t>(detail::mgr::op::barrier_wait)); }
+    template <detail::timeout_like Timeout>
+    int wait(Timeout timeout) const {
+        return int(call_for<std::int64_t>(detail::mgr::op::barrier_wait, {},
+                                          detail::mgr::timeout_ns(timeout)));
+    }
+    // Python: abort(), reset(), and the attributes parties, n_waiting, broken.
+    void abort() const { call(detail::mgr::op::barrier_abort); }
+    void reset() const { call(detail::mgr::op::barrier_reset); }
+    int parties() const { return int(call_for<std::int64_t>(detail::mgr::op::barrier_parties)); }
+    int n_waiting() const {
+        return int(call_for<std::int64_t>(detail::mgr::op::barrier_n_waiting));
+    }
+    bool broken() const { return call_for<bool>(detail::mgr::op::barrier_broken); }
+
+private:
+    friend class SyncManager;
+    BarrierProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+};
+
+// Python: the AutoProxy of an object of a registered type: its methods, called by member pointer
+// (each registered with BaseManager::register_ in this process): c.call(&Counter::increment, 1).
+template <class T>
+class AutoProxy : public BaseProxy {
+public:
+    AutoProxy() = default;
+
+    // Python: proxy.method(args...): runs the method at the server, under the object's mutex,
+    // and returns its result; an exception it throws is rethrown here.
+    template <class M, class... A>
+    requires std::is_member_function_pointer_v<M>
+    auto call(M method, A&&... a) const {
+        using traits = detail::mgr::method_traits<M>;
+        using R = std::decay_t<typename traits::result>;
+        static_assert(std::is_base_of_v<typename traits::object, T>,
+                      "mp::AutoProxy<T>::call: the method is not a member of T");
+        typename traits::args args{std::forward<A>(a)...};
+        auto v = BaseProxy::call(detail::mgr::op::callmethod,
+                                 {detail::mgr::method_name<T>(method), detail::mgr::encode(args)});
+        if constexpr (!std::is_void_v<R>) {
+            if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+            return detail::mgr::decode<R>(v[0]);
+        }
+    }
+
+private:
+    friend class BaseManager;
+    AutoProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
+        : BaseProxy(std::move(ep), id) {}
+};
+
+// ---- managers ---------------------------------------------------------------------------------
+
+// Python: multiprocessing.managers.Server, from BaseManager.get_server(): serve_forever() serves
+// the manager's objects from this process (over TCP, to other machines too) until a client asks
+// it to shut down, and then ends the process, as Python's does.
+class Server {
+public:
+    // Python: Server.address (the real port when bound to port 0)
+    const Address& address() const noexcept { return address_; }
+
+    // Python: Server.serve_forever()
+    [[noreturn]] void serve_forever() {
+        detail::mgr::server s(authkey_, std::move(types_));
+        s.serve_forever(std::move(listener_));
+    }
+
+private:
+    friend class BaseManager;
+    Server(detail::posix::unique_fd listener, Address address, std::string authkey,
+           detail::mgr::type_table types)
+        : listener_(std::move(listener)),
+          address_(std::move(address)),
+          authkey_(std::move(authkey)),
+          types_(std::move(types)) {}
+
+    detail::posix::unique_fd listener_;
+    Address address_;
+    std::string authkey_;
+    detail::mgr::type_table types_;
+};
+
+// Python: multiprocessing.managers.BaseManager(address=None, authkey=None). Move-only; the
+// destructor shuts down a server this object started (Python's `with` block).
+class BaseManager {
+public:
+    // Python: BaseManager(): a fresh private address, the process's authkey.
+    BaseManager() : BaseManager(Address()) {}
+    // Python: BaseManager(address, authkey): ("127.0.0.1", 0) serves TCP on a free port.
+    explicit BaseManager(Address address, std::optional<std::string> authkey = std::nullopt)
+        : s_(std::make_unique<state>()) {
+        s_->address = std::move(address);
+        s_->authkey = authkey ? std::move(*authkey) : detail::mgr::process_authkey();
+    }
+    BaseManager(BaseManager&&) noexcept = default;
+    BaseManager& operator=(BaseManager&& o) noexcept {
+        if (this != &o) {
+            stop_quietly();
+            s_ = std::move(o.s_);
+        }
+        return *this;
+    }
+    virtual ~BaseManager() { stop_quietly(); }
+
+    // Python: BaseManager.register(typeid, callable=None, exposed=...): registers T, in this
+    // process, under `type_id` (the same string in every process that serves or uses it), with
+    // the methods proxies may call. create<T>() then makes a T at the server: default-constructed,
+    // or a copy of a serializable value. Register in the server's process (or before start(),
+    // whose server inherits it) and in every client that calls methods.
+    template <class T, class... M>
+    static void register_(std::string type_id, method_spec<M>... methods) {
+        auto t = std::make_shared<detail::mgr::registered_type>();
+        t->create = [](const detail::mgr::blob* init) -> std::shared_ptr<void> {
+            if (init) {
+                if constexpr (serializable<T>) {
+                    return std::make_shared<T>(detail::mgr::decode<T>(*init));
+                } else {
+                    throw ValueError(std::string(type_name<T>()) + " is not serializable");
+                }
+            }
+            if constexpr (std::default_initializable<T>) {
+                return std::make_shared<T>();
+            } else {
+                throw ValueError(std::string(type_name<T>()) + " needs an initial value");
+            }
+        };
+        add_type<T>(std::move(type_id), std::move(t), std::move(methods)...);
+    }
+    // Python: BaseManager.register(typeid, callable): the server calls `factory` (returning a
+    // std::shared_ptr<T>) for each create<T>(); returning the same object again gives the same
+    // proxy id, so that every client shares it (Python's `callable=lambda: queue`).
+    template <class T, class F, class... M>
+    requires std::invocable<F&> && std::convertible_to<std::invoke_result_t<F&>, std::shared_ptr<T>>
+    static void register_(std::string type_id, F factory, method_spec<M>... methods) {
+        auto t = std::make_shared<detail::mgr::registered_type>();
+        t->shared = true;
+        t->create = [factory = std::move(factory)](
+                        const detail::mgr::blob*) mutable -> std::shared_ptr<void> {
+            return std::shared_ptr<T>(factory());
+        };
+        add_type<T>(std::move(type_id), std::move(t), std::move(methods)...);
+    }
+
+    // Python: BaseManager.start(initializer=None, initargs=()): starts the server process.
+    void start() {
+        start(+[] {});
+    }
+    template <class F>
+    requires std::invocable<F&>
+    void start(F initializer) {
+        check_initial("start");
+        auto [fd, address] = bind();
+        std::string authkey = s_->authkey;
+        auto types = detail::mgr::registry_snapshot();
+        int listen_fd = fd.get();
+        s_->process = std::make_unique<Process>(
+            ProcessOptions{.name = std::string(server_name()) + "-" + std::to_string(++counter()),
+                           .daemon = true},
+            [listen_fd, authkey, types, initializer]() mutable {
+                // Python: the server ignores SIGINT, so Ctrl-C leaves shutdown to its owner.
+                std::signal(SIGINT, SIG_IGN);
+                std::invoke(initializer);
+                detail::mgr::server s(authkey, std::move(types));
+                s.serve_forever(detail::posix::unique_fd(listen_fd));
+            });
+        // The server inherits the listening socket and the registered types: fork, whatever the
+        // default start method.
+        s_->process->start_method("fork");
+        s_->process->start();
+        // Only the server may hold the socket: once it is gone, connecting must fail at once.
+        fd.reset();
+        set_started(std::move(address), true);
+    }
+
+    // Python: BaseManager.connect(): uses a server started elsewhere (serve_forever, or another
+    // process's start()).
+    void connect() {
+        check_initial("connect");
+        auto ep = std::make_shared<const detail::mgr::endpoint>(s_->address, s_->authkey);
+        detail::mgr::call(*ep, 0, detail::mgr::op::dummy);
+        s_->ep = std::move(ep);
+        detail::mgr::remember(s_->ep);
+        s_->st = status::connected;
+    }
+
+    // Python: BaseManager.get_server(): a Server bound to the address, to serve from this process.
+    Server get_server() {
+        check_initial("get_server");
+        auto [fd, address] = bind();
+        s_->address = address;
+        return Server(std::move(fd), std::move(address), s_->authkey,
+                      detail::mgr::registry_snapshot());
+    }
+
+    // Python: BaseManager.shutdown(): stops the server this object started (a second call does
+    // nothing): asks it to exit, then terminates and kills it if it lingers.
+    void shutdown() {
+        if (!s_ || s_->st != status::started || !s_->process ||
+            s_->creator_pid != detail::self_pid())
+            return;
+        try {
+            detail::mgr::call(*s_->ep, 0, detail::mgr::op::shutdown);
+        } catch (const std::exception&) {
+            // Already gone: nothing to ask.
+        }
+        detail::mgr::drop_connection(*s_->ep);
+        using namespace std::chrono_literals;
+        if (!s_->process->join(1s)) {
+            s_->process->terminate();
+            if (!s_->process->join(1s)) {
+                s_->process->kill();
+                s_->process->join();
+            }
+        }
+        s_->st = status::shut_down;
+    }
+
+    // Python: BaseManager.join(timeout=None): waits for the server process to end.
+    void join() {
+        if (s_->process) s_->process->join();
+    }
+    template <detail::timeout_like Timeout>
+    bool join(Timeout timeout) {
+        return !s_->process || s_->process->join(timeout);
+    }
+
+    // Python: BaseManager.address (the real port when bound to port 0)
+    const Address& address() const noexcept { return s_->address; }
+    // The server process's pid (Python: manager._process.pid); nullopt unless started here.
+    std::optional<int> pid() const { return s_->process ? s_->process->pid() : std::nullopt; }
+
+    // Python: manager.<typeid>(...) of a registered type: a new T at the server (or the
+    // factory's object) and its proxy.
+    template <class T>
+    AutoProxy<T> create() {
+        return AutoProxy<T>(endpoint(), create_registered<T>({}));
+    }
+    template <class T>
+    requires serializable<T> AutoProxy<T> create(const T& initial) {
+        return AutoProxy<T>(endpoint(), create_registered<T>({detail::mgr::encode(initial)}));
+    }
+
+protected:
+    enum class status : std::uint8_t { initial, started, connected, shut_down };
+
+    struct state {
+        Address address;
+        std::string authkey;
+        status st = status::initial;
+        std::shared_ptr<const detail::mgr::endpoint> ep;
+        std::unique_ptr<Process> process;
+        int creator_pid = 0;
+    };
+
+    virtual const char* server_name() const noexcept { return "BaseManager"; }
+
+    const std::shared_ptr<const detail::mgr::endpoint>& endpoint() const {
+        if (!s_) throw ValueError("the manager was moved from");
+        if (s_->st == status::initial) throw ValueError("server not yet started");
+        if (s_->st == status::shut_down) throw ValueError("the manager has shut down");
+        return s_->ep;
+    }
+
+    // Python: BaseManager._create(typeid, *args): a builtin object at the server; its id.
+    std::uint64_t create_builtin(detail::mgr::kind k, std::vector<detail::mgr::blob> args = {}) {
+        args.insert(args.begin(), detail::mgr::encode(k));
+        auto v = detail::mgr::call(*endpoint(), 0, detail::mgr::op::create, std::move(args));
+        return detail::mgr::decode<std::uint64_t>(v.at(0));
+    }
+
+    std::unique_ptr<state> s_;
+
+private:
+    template <class T, class... M>
+    static void add_type(std::string type_id, std::shared_ptr<detail::mgr::registered_type> t,
+                         method_spec<M>... methods) {
+        t->type_id = type_id;
+        (add_method<T>(*t, methods), ...);
+        {
+            std::lock_guard g(detail::mgr::type_methods<T>::m);
+            detail::mgr::type_methods<T>::type_id = type_id;
+            auto& table = detail::mgr::type_methods<T>::methods;
+            table.clear();
+            (table.emplace_back(methods.name, std::any(methods.pointer)), ...);
+        }
+        auto& r = detail::mgr::registry();
+        std::lock_guard g(r.m);
+        r.types[type_id] = std::move(t);
+    }
+
+    // The server's half: decode the arguments, call, encode the result.
+    template <class T, class M>
+    static void add_method(detail::mgr::registered_type& t, const method_spec<M>& spec) {
+        using traits = detail::mgr::method_traits<M>;
+        using R = std::decay_t<typename traits::result>;
+        using params = typename traits::params;
+        using args = typename traits::args;
+        static_assert(std::is_base_of_v<typename traits::object, T>,
+                      "mp::method: the method is not a member of the registered type");
+        detail::require_serializable<args>();
+        if constexpr (!std::is_void_v<R>) detail::require_serializable<R>();
+        M pointer = spec.pointer;
+        t.methods[spec.name] = [pointer](void* object, const detail::mgr::blob& encoded) {
+            auto a = detail::mgr::decode<args>(encoded);
+            T& obj = *static_cast<T*>(object);
+            auto invoke = [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+                // Each argument as the method takes it: moved into values and rvalue references,
+                // an lvalue for lvalue references.
+                return (obj.*
+                        pointer)(static_cast<std::tuple_element_t<I, params>&&>(std::get<I>(a))...);
+            };
+            constexpr auto indexes = std::make_index_sequence<std::tuple_size_v<args>>{};
+            if constexpr (std::is_void_v<R>) {
+                invoke(indexes);
+                return detail::mgr::blob();
+            } else {
+                return detail::mgr::encode<R>(invoke(indexes));
+            }
+        };
+    }
+
+    template <class T>
+    std::uint64_t create_registered(std::vector<detail::mgr::blob> init) {
+        std::string type_id;
+        {
+            std::lock_guard g(detail::mgr::type_methods<T>::m);
+            type_id = detail::mgr::type_methods<T>::type_id;
+        }
+        if (type_id.empty())
+            throw ValueError(std::string(type_name<T>()) +
+                             " was not registered with BaseManager::register_");
+        init.insert(init.begin(), type_id);
+        auto v =
+            detail::mgr::call(*endpoint(), 0, detail::mgr::op::create_registered, std::move(init));
+        return detail::mgr::decode<std::uint64_t>(v.at(0));
+    }
+
+    void check_initial(const char* what) const {
+        if (!s_) throw ValueError("the manager was moved from");
+        if (s_->st == status::started) throw ProcessError("Already started server");
+        if (s_->st != status::initial)
+            throw ProcessError(std::string("cannot ") + what + ": the manager is not new");
+    }
+
+    // The listening socket, bound here so that the address (and a TCP port 0) is known at once.
+    std::pair<detail::posix::unique_fd, Address> bind() {
+        Address address = connection::detail::resolve_address(s_->address, std::nullopt);
+        auto fd = detail::posix::listen_on(connection::detail::to_socket_address(address), 128);
+        if (address.family() == "AF_INET")
+            address = connection::detail::to_address(detail::posix::local_address(fd.get()));
+        return {std::move(fd), std::move(address)};
+    }
+
+    void set_started(Address address, bool own) {
+        s_->address = std::move(address);
+        s_->ep = std::make_shared<const detail::mgr::endpoint>(s_->address, s_->authkey);
+        detail::mgr::remember(s_->ep);
+        s_->st = own ? status::started : status::connected;
+        s_->creator_pid = detail::self_pid();
+    }
+
+    void stop_quietly() noexcept {
+        try {
+            shutdown();
+        } catch (...) {
+            // A destructor must not throw; the server dies with us anyway.
+        }
+    }
+
+    // Python: the ident of the manager's process name (SyncManager-1, ...).
+    static std::atomic<int>& counter() {
+        static std::atomic<int> n{0};
+        return n;
+    }
+};
+
+// Python: multiprocessing.managers.SyncManager: a BaseManager serving Python's shared types.
+class SyncManager : public BaseManager {
+public:
+    using BaseManager::BaseManager;
+
+    // Python: manager.dict() and manager.dict(mapping): any range of (key, value) pairs.
+    template <class K, class V>
+    DictProxy<K, V> dict() {
+        detail::require_serializable<K>();
+        detail::require_serializable<V>();
+        return {endpoint(), create_builtin(detail::mgr::kind::dict)};
+    }
+    template <class K, class V, std::ranges::input_range R>
+    DictProxy<K, V> dict(const R& pairs) {
+        std::vector<detail::mgr::blob> args;
+        for (const auto& [k, v] : pairs) {
+            args.push_back(detail::mgr::encode(static_cast<const K&>(k)));
+            args.push_back(detail::mgr::encode(static_cast<const V&>(v)));
+        }
+        return {endpoint(), create_builtin(detail::mgr::kind::dict, std::move(args))};
+    }
+    // Python: manager.list() and manager.list(sequence)
+    template <class T>
+    ListProxy<T> list() {
+        detail::require_serializable<T>();
+        return {endpoint(), create_builtin(detail::mgr::kind::list)};
+    }
+    template <class T, std::ranges::input_range R>
+    ListProxy<T> list(const R& values) {
+        return {endpoint(), create_builtin(detail::mgr::kind::list, encode_all<T>(values))};
+    }
+    template <class T>
+    ListProxy<T> list(std::initializer_list<T> values) {
+        return list<T>(std::vector<T>(values));
+    }
+    // Python: manager.Namespace()
+    NamespaceProxy Namespace() {
+        return {endpoint(), create_builtin(detail::mgr::kind::namespace_)};
+    }
+    // Python: manager.Value(typecode, value)
+    template <class T>
+    ValueProxy<T> Value(const T& value) {
+        return {endpoint(), create_builtin(detail::mgr::kind::value, {detail::mgr::encode(value)})};
+    }
+    // Python: manager.Array(typecode, sequence); Array<T>(n) holds n value-initialized items.
+    template <class T, std::ranges::input_range R>
+    ArrayProxy<T> Array(const R& values) {
+        return {endpoint(), create_builtin(detail::mgr::kind::array, encode_all<T>(values))};
+    }
+    template <class T>
+    ArrayProxy<T> Array(std::initializer_list<T> values) {
+        return Array<T>(std::vector<T>(values));
+    }
+    template <class T>
+    ArrayProxy<T> Array(std::size_t n) {
+        return {endpoint(),
+                create_builtin(detail::mgr::kind::array,
+                               std::vector<detail::mgr::blob>(n, detail::mgr::encode(T{})))};
+    }
+    // Python: manager.Queue(maxsize=0) and manager.JoinableQueue(maxsize=0)
+    template <class T>
+    QueueProxy<T> Queue(int maxsize = 0) {
+        detail::require_serializable<T>();
+        return {endpoint(), create_builtin(detail::mgr::kind::queue,
+                                           {detail::mgr::encode<std::int64_t>(maxsize)})};
+    }
+    template <class T>
+    QueueProxy<T> JoinableQueue(int maxsize = 0) {
+        return Queue<T>(maxsize);
+    }
+    // Python: manager.Lock(), RLock(), Semaphore(value=1), BoundedSemaphore(value=1)
+    AcquirerProxy Lock() { return {endpoint(), create_builtin(detail::mgr::kind::lock)}; }
+    AcquirerProxy RLock() { return {endpoint(), create_builtin(detail::mgr::kind::rlock)}; }
+    AcquirerProxy Semaphore(int value = 1) {
+        return {endpoint(), create_builtin(detail::mgr::kind::semaphore,
+                                           {detail::mgr::encode<std::int64_t>(value)})};
+    }
+    AcquirerProxy BoundedSemaphore(int value = 1) {
+        return {endpoint(), create_builtin(detail::mgr::kind::bounded_semaphore,
+                                           {detail::mgr::encode<std::int64_t>(value)})};
+    }
+    // Python: manager.Condition() (with its own RLock)
+    ConditionProxy Condition() {
+        return {endpoint(), create_builtin(detail::mgr::kind::condition)};
+    }
+    // Python: manager.Event()
+    EventProxy Event() { return {endpoint(), create_builtin(detail::mgr::kind::event)}; }
+    // Python: manager.Barrier(parties, action=None, timeout=None) (no action: it would have to
+    // run in the server)
+    BarrierProxy Barrier(int parties) { return barrier(parties, -1); }
+    template <detail::timeout_like Timeout>
+    BarrierProxy Barrier(int parties, Timeout timeout) {
+        return barrier(parties, detail::mgr::timeout_ns(timeout));
+    }
+
+protected:
+    const char* server_name() const noexcept override { return "SyncManager"; }
+
+private:
+    template <class T, class R>
+    static std::vector<detail::mgr::blob> encode_all(const R& values) {
+        std::vector<detail::mgr::blob> out;
+        for (const auto& v : values) out.push_back(detail::mgr::encode(static_cast<const T&>(v)));
+        return out;
+    }
+    BarrierProxy barrier(int parties, std::int64_t timeout_ns) {
+        return {endpoint(), create_builtin(detail::mgr::kind::barrier,
+                                           {detail::mgr::encode<std::int64_t>(parties),
+                                            detail::mgr::encode<std::int64_t>(timeout_ns)})};
+    }
+};
+
+// Python: multiprocessing.Manager(): a started SyncManager (`with Manager() as m:` is
+// `auto m = mp::Manager();` in a scope).
+inline SyncManager Manager() {
+    SyncManager m;
+    m.start();
+    return m;
+}
+
+// Python: the module multiprocessing.managers.
+namespace managers {
+using multiprocessing::AcquirerProxy;
+using multiprocessing::ArrayProxy;
+using multiprocessing::AutoProxy;
+using multiprocessing::BarrierProxy;
+using multiprocessing::BaseManager;
+using multiprocessing::BaseProxy;
+using multiprocessing::ConditionProxy;
+using multiprocessing::DictProxy;
+using multiprocessing::EventProxy;
+using multiprocessing::ListProxy;
+using multiprocessing::NamespaceProxy;
+using multiprocessing::QueueProxy;
+using multiprocessing::Server;
+using multiprocessing::SyncManager;
+using multiprocessing::ValueProxy;
+}  // namespace managers
+
+}  // namespace multiprocessing
