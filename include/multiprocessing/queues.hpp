@@ -238,15 +238,11 @@ public:
     // through inheritance.
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        if constexpr (Archive::is_loading) {
-            ar(i);
-            state_ = std::make_shared<detail::queue_state>(detail::import_fd(i, "Queue"),
-                                                           detail::queue_type_tag<T>());
-        } else {
-            i = detail::export_fd(state_->ring.fd(), "Queue");
-            ar(i);
-        }
+        detail::serialize_fd(ar, "Queue", [&] { return state_->ring.fd(); },
+                             [&](detail::posix::unique_fd fd) {
+                                 state_ = std::make_shared<detail::queue_state>(
+                                     std::move(fd), detail::queue_type_tag<T>());
+                             });
     }
 
 protected:
@@ -315,15 +311,11 @@ public:
     // through inheritance.
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        if constexpr (Archive::is_loading) {
-            ar(i);
-            state_ = std::make_shared<detail::queue_state>(detail::import_fd(i, "SimpleQueue"),
-                                                           detail::queue_type_tag<T>());
-        } else {
-            i = detail::export_fd(state_->ring.fd(), "SimpleQueue");
-            ar(i);
-        }
+        detail::serialize_fd(ar, "SimpleQueue", [&] { return state_->ring.fd(); },
+                             [&](detail::posix::unique_fd fd) {
+                                 state_ = std::make_shared<detail::queue_state>(
+                                     std::move(fd), detail::queue_type_tag<T>());
+                             });
     }
 
 private:
