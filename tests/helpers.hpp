@@ -2,7 +2,9 @@
 // and waiting for a process that is not ours to be gone.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 
 #include <poll.h>
@@ -10,6 +12,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <multiprocessing/detail/posix/futex.hpp>
+#include <multiprocessing/detail/timeout.hpp>
 #include <multiprocessing/process.hpp>
 
 namespace test {
@@ -32,6 +36,24 @@ inline int finish(multiprocessing::Process& p, std::chrono::seconds limit = std:
     REQUIRE(p.join(limit));
     REQUIRE(p.exitcode().has_value());
     return *p.exitcode();
+}
+
+// A value another process publishes (a pid, a flag) in shared memory: set and wake...
+inline void publish(std::atomic<int>& word, int value) {
+    word.store(value);
+    multiprocessing::detail::posix::futex_wake_all(reinterpret_cast<std::atomic<std::uint32_t>*>(&word));
+}
+
+// ...and wait for it on the futex, not by polling: the value, or 0 when `limit` passes first.
+inline int wait_published(std::atomic<int>& word, std::chrono::milliseconds limit) {
+    auto deadline = multiprocessing::detail::deadline_after(limit);
+    int v;
+    while ((v = word.load()) == 0) {
+        if (multiprocessing::detail::remaining_ns(deadline) == 0) return 0;
+        multiprocessing::detail::posix::futex_wait(
+            reinterpret_cast<std::atomic<std::uint32_t>*>(&word), 0, deadline);
+    }
+    return v;
 }
 
 // Waits for a process that is not our child to end: its pidfd becomes readable.

@@ -33,7 +33,7 @@ void report_method(shared s) {
     s->value = m == "spawn" ? 1 : m == "forkserver" ? 2 : m == "fork" ? 3 : -1;
 }
 void publish_pid_and_wait(shared s) {
-    s->value = ::getpid();
+    test::publish(s->value, ::getpid());
     for (;;) ::pause();
 }
 void start_forkserver_daemon_then_wait(shared s) {
@@ -44,15 +44,6 @@ void start_forkserver_daemon_then_wait(shared s) {
 int square(int x) { return x * x; }
 void nothing() {}
 
-template <class Pred>
-bool eventually(Pred pred) {
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
 
 }  // namespace
 
@@ -140,8 +131,8 @@ TEST_CASE("the forkserver goes away with a parent killed by SIGKILL, and its dae
     auto s = shared::create();
     mp::Process middle(start_forkserver_daemon_then_wait, s);
     middle.start();
-    REQUIRE(eventually([&] { return s->value.load() != 0; }));
-    int grandchild = s->value;
+    int grandchild = test::wait_published(s->value, 20s);
+    REQUIRE(grandchild != 0);
     middle.kill();
     middle.join();
     CHECK(gone_within(grandchild, 10000));

@@ -79,8 +79,7 @@ void count_cpus_on_one(shared_ints s) {
 }
 
 void daemon_publishes_pid(shared_ints s) {
-    s->other = ::getpid();
-    mp::detail::posix::futex_wake_all(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other));
+    test::publish(s->other, ::getpid());
     for (;;) ::pause();
 }
 
@@ -411,10 +410,8 @@ TEST_CASE("daemonic children die with a parent killed by SIGKILL") {
     auto s = shared_ints::create();
     mp::Process middle(start_daemon_then_wait, s);
     middle.start();
-    while (s->other.load() == 0)
-        mp::detail::posix::futex_wait(reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other), 0,
-                                      mp::detail::deadline_after(100ms));
-    int grandchild = s->other;
+    int grandchild = test::wait_published(s->other, 20s);
+    REQUIRE(grandchild != 0);
     middle.kill();
     middle.join();
     CHECK(middle.exitcode() == -SIGKILL);
