@@ -23,11 +23,16 @@
 
 #include <catch2/catch.hpp>
 
+#include "ring_helpers.hpp"
+
 namespace mp = multiprocessing;
 using namespace std::chrono_literals;
 using mp::detail::forever;
 using mp::detail::ring_span;
 using mp::detail::shared_ring;
+using test::pattern;
+using test::ring_get;
+using test::ring_put;
 
 namespace {
 
@@ -46,28 +51,6 @@ bool item_ok(const std::vector<std::uint64_t>& v) {
     for (std::size_t i = 0; i + 2 < v.size(); ++i)
         if (v[i + 2] != v[0] * 0x9e3779b97f4a7c15ull + i) return false;
     return true;
-}
-
-// Ring-level put/get of raw bytes.
-bool ring_put(shared_ring& r, const std::string& s, std::int64_t deadline = forever) {
-    return r.put(
-        s.size(), [&](const ring_span& sp) { sp.write(0, s.data(), s.size()); }, deadline);
-}
-std::optional<std::string> ring_get(shared_ring& r, std::int64_t deadline = forever) {
-    std::string out;
-    bool got = r.get(
-        [&](const ring_span& sp) {
-            out.resize(sp.size());
-            sp.read(0, out.data(), out.size());
-        },
-        deadline);
-    if (!got) return std::nullopt;
-    return out;
-}
-std::string pattern(std::size_t n, char seed) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = char(seed + i * 7);
-    return s;
 }
 
 // Entries of /dev/shm that the library would have named.

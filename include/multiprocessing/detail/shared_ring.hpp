@@ -1,26 +1,36 @@
-// The byte-level queue under Queue, SimpleQueue and JoinableQueue: a ring of length-prefixed
-// records in one anonymous shared file, guarded by a robust mutex.
+// The byte-level queue under Queue, SimpleQueue, JoinableQueue and Pool: a ring of records in
+// one anonymous shared file, with one robust mutex for the producers and one for the consumers.
 //
-// Layout of the file: a header page (lock, state, futex words; mapped once, never remapped),
+// Layout of the file: a header page (locks, state, futex words; mapped once, never remapped),
 // then the data ring, a power of two of bytes, mapped separately so that it can grow. A record
-// is [u64 payload length][payload, padded to 8 bytes]; a payload may wrap around the end of the
-// ring, so a reader sees it as one or two pieces (ring_span).
+// is [u64 word: payload length << 8 | tag][payload, padded to 8 bytes]; a payload may wrap
+// around the end of the ring, so a reader sees it as one or two pieces (ring_span). The tag is
+// the record's index modulo 128; the word after the last record always holds `free_mark`.
 //
-// `head` and `tail` count the bytes ever consumed and produced; a byte's place in the ring is
-// its count modulo the capacity. Growing keeps that rule: the bytes whose place moves are
-// copied into the new part of the file, then the new capacity is committed.
+// `head` and `tail` count the bytes ever consumed and produced, `consumed` and `produced` the
+// records; a byte's place in the ring is its count modulo the capacity. Growing keeps that rule:
+// the bytes whose place moves are copied into the new part of the file, then the new capacity
+// is committed.
+//
+// Two locks: producers serialise on `put_lock`, consumers on `get_lock`, so that a producer and
+// a consumer never wait for each other; between the two sides the ring is a single-producer
+// single-consumer ring. Each side keeps its state on its own cache line, with a hint of the
+// other side's (never ahead of it), so that the line of the other side is read only when the
+// hint says the ring is full or empty. Moving bytes (growth, shrinking) takes both locks, always
+// put_lock first.
 //
 // Crash consistency: every operation prepares its effect in free space (or in new space) and
-// then commits it with one store: `tail` for a put, `head` for a get, `capacity` for a growth.
-// `count` is updated right after; a process killed between the two leaves it off by one, so
-// whoever takes the lock over from a dead owner (lock_result::owner_died) recounts the
-// records. Any other crash leaves the last committed state, whole.
+// then commits it with one store: `produced` for a put, `consumed` for a get, `capacity` for a
+// growth. `tail` (`head`) follows; a process killed between the two leaves it one record behind,
+// which whoever takes the lock over from a dead owner (lock_result::owner_died) sees from the
+// tag of the word there (the index of the last record committed, not the next one nor
+// `free_mark`) and repairs. Any other crash leaves the last committed state, whole.
 //
-// Waiting: a waiter sets the top bit of a futex word under the lock and sleeps on it; whoever
-// makes progress possible sees the bit, bumps the word and wakes all sleepers, still under the
-// lock and before its commit, so a waker killed half-way either woke them or committed nothing.
-// A put or get with no sleepers makes no system call. Everything an operation touches in the
-// header shares one cache line.
+// Waiting: a waiter sets the top bit of a futex word under the lock of the other side (a
+// consumer under put_lock, a producer under get_lock) and sleeps on it; whoever makes progress
+// possible sees the bit, bumps the word and wakes all sleepers, still under its lock and before
+// its commit, so a waker killed half-way either woke them or committed nothing. A put or get
+// with no sleepers makes no system call.
 #pragma once
 
 #include <algorithm>
@@ -41,6 +51,12 @@
 #include "posix/shm.hpp"
 #include "posix/syscall.hpp"
 #include "timeout.hpp"
+
+// Fault injection for the crash-consistency tests (tests/test_ring_faults.cpp, which kills the
+// process at the named point); nothing otherwise.
+#ifndef MP_RING_FAULT_POINT
+#define MP_RING_FAULT_POINT(name) static_cast<void>(0)
+#endif
 
 namespace multiprocessing::detail {
 
@@ -88,39 +104,52 @@ struct ring_header {
     static constexpr std::uint64_t magic_value = 0x6d702d7175657565;  // "mp-queue"
     static constexpr std::uint32_t waiting_bit = 0x8000'0000u;
 
-    // Cache line 0: all that put and get touch. Written only under the lock; `count` is also
-    // read without it by spinning waiters.
-    robust_mutex mutex;
+    // Producers' own line: written under put_lock (not_empty also by consumers arming it).
+    alignas(64) robust_mutex put_lock;
     std::atomic<std::uint32_t> not_empty{0};  // futex words: sequence | waiting_bit
+    std::atomic<std::uint64_t> tail{0};       // bytes ever produced
+    std::atomic<std::uint64_t> seen_consumed{0};  // hints: never ahead of the consumers
+    std::atomic<std::uint64_t> seen_head{0};
+    std::atomic<std::uint32_t> put_repair{0};  // a producer died holding put_lock
+    // What consumers poll, on its own line so that their polling leaves the line above alone.
+    alignas(64) std::atomic<std::uint64_t> produced{0};  // records ever put: a put's commit
+    // Consumers' own line: written under get_lock (not_full also by producers arming it).
+    alignas(64) robust_mutex get_lock;
     std::atomic<std::uint32_t> not_full{0};
+    std::atomic<std::uint64_t> seen_produced{0};  // hint: never ahead of the producers
+    std::atomic<std::uint64_t> tasks_done{0};     // JoinableQueue.task_done() calls
     std::atomic<std::uint32_t> all_done{0};
-    std::atomic<std::uint64_t> capacity{0};     // bytes in the ring, a power of two
-    std::atomic<std::uint64_t> head{0};         // bytes ever consumed
-    std::atomic<std::uint64_t> tail{0};         // bytes ever produced
-    std::atomic<std::uint64_t> count{0};        // records in the ring
-    std::atomic<std::uint64_t> outstanding{0};  // got, not yet task_done (two's complement)
-    std::atomic<std::uint32_t> recount{0};      // set when a lock owner died: count is suspect
+    std::atomic<std::uint32_t> get_repair{0};  // a consumer died holding get_lock
+    // What producers read when their hints say the ring is full.
+    alignas(64) std::atomic<std::uint64_t> consumed{0};  // records ever got: a get's commit
+    std::atomic<std::uint64_t> head{0};                  // bytes ever consumed
+    // Read by every operation, written only under both locks.
+    alignas(64) std::atomic<std::uint64_t> capacity{0};  // bytes in the ring, a power of two
     // Immutable after creation.
-    alignas(64) std::uint64_t magic = magic_value;
+    std::uint64_t magic = magic_value;
     std::uint64_t type_tag = 0;
     std::uint64_t maxsize = 0;  // items; 0 = unbounded
     std::uint64_t data_offset = 0;
     std::uint64_t initial_capacity = 0;
     std::uint64_t shrink_threshold = 0;
     std::int64_t shrink_delay_ns = 0;
-    // Under the lock, off the hot line.
-    std::atomic<std::int64_t> last_growth_ns{0};  // monotonic
-    std::atomic<std::uint64_t> recoveries{0};     // locks taken over from a dead owner
+    // Under both locks, off the hot lines.
+    alignas(64) std::atomic<std::int64_t> last_growth_ns{0};  // monotonic
+    std::atomic<std::uint64_t> recoveries{0};  // locks taken over from a dead owner
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
-static_assert(offsetof(ring_header, recount) + 4 <= 64);
+static_assert(offsetof(ring_header, put_repair) + 4 <= 64);
+static_assert(offsetof(ring_header, get_repair) + 4 <= 3 * 64);
 static_assert(sizeof(ring_header) <= 4096);
 
 class shared_ring {
 public:
     static constexpr std::size_t default_capacity = 64 * 1024;
     static constexpr std::size_t record_header = sizeof(std::uint64_t);
+    // The word after the last record (no record's word has bit 7 set).
+    static constexpr std::uint64_t free_mark = 0x80;
+    static constexpr std::uint64_t max_payload = (std::uint64_t(1) << 56) - 1;
     // The adaptive spin, as Connection's: a waiter polls for up to spin_limit_ns (yielding
     // the CPU after spin_without_yield_ns, in case the process it waits for shares it) before
     // it sleeps in the kernel, but only while this process's recent waits were that short,
@@ -129,19 +158,23 @@ public:
     static constexpr std::int64_t spin_without_yield_ns = 5'000;
     static constexpr std::int64_t short_sleep_ns = 200'000;
     static constexpr std::int64_t longest_sample_ns = 1'000'000;
+    // A spinning waiter polls the other side's line about this often: each poll pulls that
+    // line away from the side that writes it, and polling flat out halves the throughput
+    // of a queue whose consumer keeps up with its producer.
+    static constexpr std::int64_t poll_interval_ns = 500;
+    // A producer that put a record this big while this much was queued waits (up to
+    // pace_ns, after releasing its lock) until a consumer takes a record. A producer faster
+    // than its consumers would otherwise grow the ring with every big item it puts, paying a
+    // copy and, in every process, a page fault for every page of each new mapping.
+    static constexpr std::uint64_t pace_size = 64u << 10;
+    static constexpr std::uint64_t pace_backlog = 8u << 20;
+    static constexpr std::int64_t pace_ns = 200'000;
     // A ring at least this big that empties at least shrink_delay_ns after its last growth
     // goes back to its initial size, giving the memory of a burst back to the system. (The
     // delay keeps a steady stream of big items from shrinking and regrowing the ring, with
     // all the page faults that costs, every time a consumer catches up.)
     static constexpr std::uint64_t default_shrink_threshold = 64u << 20;
     static constexpr std::int64_t default_shrink_delay_ns = 1'000'000'000;
-    // A producer that put a record this big while this much was queued lets a process
-    // waiting for the lock in before it may take it again (for up to handoff_ns). Otherwise,
-    // with copies that outlast the lock's spinning, it keeps barging back in while consumers
-    // sleep, and the ring grows (page faults and all) with everything it puts.
-    static constexpr std::uint64_t handoff_size = 64u << 10;
-    static constexpr std::uint64_t handoff_backlog = 8u << 20;
-    static constexpr std::int64_t handoff_ns = 200'000;
 
     // A new ring. `maxsize` counts items (0 = unbounded); `type_tag` is checked on adoption.
     explicit shared_ring(std::uint64_t maxsize = 0, std::uint64_t type_tag = 0,
@@ -160,7 +193,8 @@ public:
         h_->shrink_threshold = std::max<std::uint64_t>(shrink_threshold, capacity * 2);
         h_->shrink_delay_ns = shrink_delay_ns;
         h_->capacity.store(capacity, std::memory_order_release);
-        remap(capacity);
+        remap(put_view_, capacity);
+        word_at(put_view_, 0).store(free_mark, std::memory_order_relaxed);
     }
 
     // Adopts the descriptor of an existing ring (how a spawned child gets its queue).
@@ -190,38 +224,57 @@ public:
     // If `fill` throws, nothing is added and the exception propagates.
     template <class Fill>
     bool put(std::size_t n, Fill&& fill, std::int64_t deadline) {
+        if (n > max_payload) throw std::length_error("multiprocessing: queue item too large");
         ring_header& h = *h_;
         const std::uint64_t rec = record_size(n);
         const std::uint64_t maxsize = h.maxsize;
         waiting w;
-        std::uint32_t armed = 0;
         for (;;) {
             {
-                locked g(*this);
-                const std::uint64_t count = h.count.load(std::memory_order_relaxed);
-                if (maxsize == 0 || count < maxsize) {
+                locked g(*this, put_side);
+                const std::uint64_t produced = h.produced.load(std::memory_order_relaxed);
+                if (maxsize == 0 || has_room(produced, maxsize)) {
                     w.done(*this);
-                    const std::uint64_t head = h.head.load(std::memory_order_relaxed);
                     const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
-                    if (mapped_capacity_ - (tail - head) < rec) grow(tail - head + rec);
-                    const std::uint64_t mask = mapped_capacity_ - 1;
-                    const std::uint64_t len = n;
-                    std::memcpy(data_ + (tail & mask), &len, sizeof len);
-                    fill(span_at(tail + record_header, n));
+                    // Room for the record and the free mark after it? (The hint may lag the
+                    // head by more than the capacity.)
+                    const std::uint64_t need = rec + record_header;
+                    if (tail - h.seen_head.load(std::memory_order_relaxed) + need >
+                        put_view_.capacity) {
+                        const std::uint64_t head = h.head.load(std::memory_order_acquire);
+                        h.seen_head.store(head, std::memory_order_relaxed);
+                        if (tail - head + need > put_view_.capacity) grow(need);
+                    }
+                    fill(span_at(put_view_, tail + record_header, n));
+                    word_at(put_view_, tail + rec).store(free_mark, std::memory_order_relaxed);
+                    word_at(put_view_, tail).store(n << 8 | (produced & 0x7f),
+                                                   std::memory_order_relaxed);
+                    MP_RING_FAULT_POINT(put_written);
                     notify(h.not_empty);
-                    h.tail.store(tail + rec, std::memory_order_release);  // the commit
-                    h.count.store(count + 1, std::memory_order_release);
-                    if (rec >= handoff_size && tail + rec - head >= handoff_backlog) [[unlikely]]
-                        g.hand_off();
+                    h.produced.store(produced + 1, std::memory_order_release);  // the commit
+                    MP_RING_FAULT_POINT(put_committed);
+                    h.tail.store(tail + rec, std::memory_order_relaxed);
+                    if (rec >= pace_size &&
+                        tail + rec - h.seen_head.load(std::memory_order_relaxed) >= pace_backlog)
+                        [[unlikely]] {
+                        g.unlock();
+                        pace(h.seen_head.load(std::memory_order_relaxed));
+                    }
                     return true;
                 }
-                if (expired(deadline)) return w.timed_out(*this);
-                if (w.spun()) armed = arm(h.not_full);
             }
+            if (expired(deadline)) return w.timed_out(*this);
             if (!w.spun()) {
-                w.spin(*this, [&] { return h.count.load(std::memory_order_relaxed) < maxsize; },
-                       deadline);
+                w.spin(*this, [&] { return count() < maxsize; }, deadline);
                 continue;
+            }
+            // Sleep until a get makes room: armed under the consumers' lock, which every
+            // get holds when it looks for sleepers.
+            std::uint32_t armed;
+            {
+                locked g(*this, get_side);
+                if (count() < maxsize) continue;
+                armed = arm(h.not_full);
             }
             posix::futex_wait(&h.not_full, armed, deadline);
         }
@@ -234,30 +287,33 @@ public:
     bool get(Take&& take, std::int64_t deadline) {
         ring_header& h = *h_;
         waiting w;
-        std::uint32_t armed = 0;
         for (;;) {
             {
-                locked g(*this);
-                const std::uint64_t count = h.count.load(std::memory_order_relaxed);
-                if (count > 0) {
+                locked g(*this, get_side);
+                const std::uint64_t consumed = h.consumed.load(std::memory_order_relaxed);
+                std::uint64_t produced = h.seen_produced.load(std::memory_order_relaxed);
+                if (produced == consumed) {
+                    produced = h.produced.load(std::memory_order_acquire);
+                    h.seen_produced.store(produced, std::memory_order_relaxed);
+                }
+                if (produced != consumed) {
                     w.done(*this);
                     const std::uint64_t head = h.head.load(std::memory_order_relaxed);
-                    std::uint64_t len;
-                    std::memcpy(&len, data_ + (head & (mapped_capacity_ - 1)), sizeof len);
+                    const std::uint64_t len = checked_length(
+                        word_at(get_view_, head).load(std::memory_order_relaxed) >> 8);
                     std::exception_ptr error;
                     try {
-                        take(span_at(head + record_header, len));
+                        take(span_at(get_view_, head + record_header, len));
                     } catch (...) {
                         error = std::current_exception();
                     }
+                    MP_RING_FAULT_POINT(get_taken);
                     if (h.maxsize) notify(h.not_full);
-                    const std::uint64_t next = head + record_size(len);
-                    h.head.store(next, std::memory_order_release);  // the commit
-                    h.count.store(count - 1, std::memory_order_release);
-                    h.outstanding.store(h.outstanding.load(std::memory_order_relaxed) + 1,
-                                        std::memory_order_relaxed);
-                    if (next == h.tail.load(std::memory_order_relaxed) &&
-                        mapped_capacity_ >= h.shrink_threshold) [[unlikely]]
+                    h.consumed.store(consumed + 1, std::memory_order_release);  // the commit
+                    MP_RING_FAULT_POINT(get_committed);
+                    h.head.store(head + record_size(len), std::memory_order_release);
+                    if (consumed + 1 == produced && get_view_.capacity >= h.shrink_threshold)
+                        [[unlikely]]
                         maybe_shrink();
                     if (error) {
                         g.unlock();
@@ -265,40 +321,41 @@ public:
                     }
                     return true;
                 }
-                if (expired(deadline)) return w.timed_out(*this);
-                if (w.spun()) armed = arm(h.not_empty);
             }
+            if (expired(deadline)) return w.timed_out(*this);
             if (!w.spun()) {
-                w.spin(*this, [&] { return h.count.load(std::memory_order_relaxed) > 0; },
-                       deadline);
+                w.spin(*this, [&] { return count() > 0; }, deadline);
                 continue;
+            }
+            // Sleep until a put: armed under the producers' lock, which every put holds when
+            // it looks for sleepers.
+            std::uint32_t armed;
+            {
+                locked g(*this, put_side);
+                if (count() > 0) continue;
+                armed = arm(h.not_empty);
             }
             posix::futex_wait(&h.not_empty, armed, deadline);
         }
     }
 
-    std::size_t qsize() {
-        locked g(*this);
-        return std::size_t(h_->count.load(std::memory_order_relaxed));
-    }
-    bool empty() { return qsize() == 0; }
-    bool full() {
-        if (h_->maxsize == 0) return false;
-        return qsize() >= h_->maxsize;
-    }
+    // Exact: both counts are commits. (Read consumers first: never negative.)
+    std::size_t qsize() const noexcept { return std::size_t(count()); }
+    bool empty() const noexcept { return count() == 0; }
+    bool full() const noexcept { return h_->maxsize != 0 && count() >= h_->maxsize; }
     // Bytes in the data ring now.
-    std::size_t capacity() {
-        locked g(*this);
-        return std::size_t(mapped_capacity_);
+    std::size_t capacity() const noexcept {
+        return std::size_t(h_->capacity.load(std::memory_order_acquire));
     }
 
     // Python: JoinableQueue.task_done(). Returns false when no task is unfinished.
     bool task_done() {
-        locked g(*this);
-        if (unfinished() == 0) return false;
-        const std::uint64_t o = h_->outstanding.load(std::memory_order_relaxed);
-        if (unfinished() == 1) notify(h_->all_done);
-        h_->outstanding.store(o - 1, std::memory_order_release);
+        locked g(*this, get_side);
+        const std::uint64_t done = h_->tasks_done.load(std::memory_order_relaxed);
+        const std::uint64_t unfinished = h_->produced.load(std::memory_order_acquire) - done;
+        if (unfinished == 0) return false;
+        if (unfinished == 1) notify(h_->all_done);
+        h_->tasks_done.store(done + 1, std::memory_order_release);
         return true;
     }
 
@@ -307,8 +364,8 @@ public:
         for (;;) {
             std::uint32_t armed;
             {
-                locked g(*this);
-                if (unfinished() == 0) return true;
+                locked g(*this, get_side);
+                if (unfinished_tasks() == 0) return true;
                 if (expired(deadline)) return false;
                 armed = arm(h_->all_done);
             }
@@ -317,150 +374,200 @@ public:
     }
 
     // Items put and not yet task_done()'d.
-    std::size_t unfinished_tasks() {
-        locked g(*this);
-        return std::size_t(unfinished());
+    std::size_t unfinished_tasks() const noexcept {
+        const std::uint64_t done = h_->tasks_done.load(std::memory_order_acquire);
+        return std::size_t(h_->produced.load(std::memory_order_acquire) - done);
     }
 
 private:
-    // Holds the mutex; on entry brings this process's data mapping up to the committed
-    // capacity and repairs what a dead owner left.
+    // This process's mapping of the data ring, one per side: each is touched only under its
+    // side's lock, so a producer thread and a consumer thread of one process never race on it.
+    struct view {
+        posix::mapping map;
+        std::byte* data = nullptr;
+        std::uint64_t capacity = 0;
+    };
+    enum side_t : std::uint8_t { put_side, get_side };
+
+    // Holds one side's mutex; on entry brings that side's mapping up to the committed capacity
+    // and repairs what a dead owner left.
     class locked {
     public:
-        explicit locked(shared_ring& r) : r_(r) {
+        locked(shared_ring& r, side_t side) : r_(r), side_(side) {
             ring_header& h = *r_.h_;
-            if (h.mutex.lock() == lock_result::owner_died) [[unlikely]]
-                h.recount.store(1, std::memory_order_relaxed);  // kept if the remap fails
+            std::atomic<std::uint32_t>& repair = side == put_side ? h.put_repair : h.get_repair;
+            if (mutex().lock() == lock_result::owner_died) [[unlikely]] {
+                repair.store(1, std::memory_order_relaxed);  // kept if the remap fails
+                h.recoveries.fetch_add(1, std::memory_order_relaxed);
+            }
+            view& v = side == put_side ? r_.put_view_ : r_.get_view_;
             try {
                 const std::uint64_t cap = h.capacity.load(std::memory_order_acquire);
-                if (cap != r_.mapped_capacity_) [[unlikely]] r_.remap(cap);
+                if (cap != v.capacity) [[unlikely]] r_.remap(v, cap);
             } catch (...) {
-                h.mutex.unlock();
+                mutex().unlock();
                 throw;
             }
-            if (h.recount.load(std::memory_order_relaxed)) [[unlikely]] r_.recover();
+            if (repair.load(std::memory_order_relaxed)) [[unlikely]] {
+                r_.repair(v, side);
+                repair.store(0, std::memory_order_relaxed);
+            }
         }
         ~locked() { unlock(); }
         locked(const locked&) = delete;
         locked& operator=(const locked&) = delete;
 
         void unlock() noexcept {
-            if (held_) r_.h_->mutex.unlock();
+            if (held_) mutex().unlock();
             held_ = false;
         }
 
-        // Unlocks, and if another process sleeps on the lock, waits (bounded) until it has it;
-        // else yields the CPU, in case a consumer waits to run on this one.
-        void hand_off() noexcept {
-            robust_mutex& m = r_.h_->mutex;
-            const bool waiters = m.word.load(std::memory_order_relaxed) & robust_mutex::waiters_bit;
-            unlock();
-            if (!waiters) {
-                std::this_thread::yield();
-                return;
-            }
-            const std::int64_t until = posix::monotonic_ns() + handoff_ns;
-            for (unsigned i = 0;; ++i) {
-                // Taken (by anyone but this thread, which is here).
-                if (m.word.load(std::memory_order_relaxed) != 0) return;
-                posix::cpu_relax();
-                if ((i & 31) == 31 && posix::monotonic_ns() >= until) return;
-            }
-        }
-
     private:
+        robust_mutex& mutex() const noexcept {
+            return side_ == put_side ? r_.h_->put_lock : r_.h_->get_lock;
+        }
         shared_ring& r_;
+        side_t side_;
         bool held_ = true;
     };
 
-    std::uint64_t unfinished() const noexcept {
-        return h_->count.load(std::memory_order_relaxed) +
-               h_->outstanding.load(std::memory_order_relaxed);
+    std::uint64_t count() const noexcept {
+        const std::uint64_t consumed = h_->consumed.load(std::memory_order_acquire);
+        return h_->produced.load(std::memory_order_acquire) - consumed;
+    }
+    // Under put_lock: is there room below maxsize? Reads the consumers' line only when the
+    // hint says no.
+    bool has_room(std::uint64_t produced, std::uint64_t maxsize) noexcept {
+        if (produced - h_->seen_consumed.load(std::memory_order_relaxed) < maxsize) return true;
+        const std::uint64_t consumed = h_->consumed.load(std::memory_order_acquire);
+        h_->seen_consumed.store(consumed, std::memory_order_relaxed);
+        return produced - consumed < maxsize;
     }
 
-    // The previous owner died holding the lock. Its uncommitted work is garbage in free space;
-    // only `count` may be off by one, so count the records between head and tail again.
-    void recover() noexcept {
+    // Waits (bounded) until the consumers move the head past `head`.
+    void pace(std::uint64_t head) const noexcept {
+        const unsigned pauses = waiting::pauses_per_poll();
+        const std::int64_t until = posix::monotonic_ns() + pace_ns;
+        while (h_->head.load(std::memory_order_relaxed) == head &&
+               posix::monotonic_ns() < until)
+            for (unsigned k = pauses; k; --k) posix::cpu_relax();
+    }
+
+    // A length read from shared memory is checked before it is used.
+    std::uint64_t checked_length(std::uint64_t len) const {
+        if (record_size(len) + record_header > get_view_.capacity) [[unlikely]]
+            throw std::runtime_error("multiprocessing: queue memory is corrupted");
+        return len;
+    }
+
+    // The previous owner of `side`'s lock died. A committed record whose tail (head) was not
+    // stored yet shows at tail (head) with the tag of the last committed index; anything else
+    // there (the free mark, or an uncommitted record of the next index) means the state is
+    // whole. Uncommitted work is garbage in free space.
+    void repair(view& v, side_t side) noexcept {
         ring_header& h = *h_;
-        const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
-        const std::uint64_t mask = mapped_capacity_ - 1;
-        std::uint64_t n = 0;
-        for (std::uint64_t at = h.head.load(std::memory_order_acquire); at < tail; ++n) {
-            std::uint64_t len;
-            std::memcpy(&len, data_ + (at & mask), sizeof len);
-            at += record_size(len);
-        }
-        h.count.store(n, std::memory_order_release);
-        h.recoveries.fetch_add(1, std::memory_order_relaxed);
-        h.recount.store(0, std::memory_order_relaxed);
+        std::atomic<std::uint64_t>& at = side == put_side ? h.tail : h.head;
+        const std::uint64_t committed =
+            (side == put_side ? h.produced : h.consumed).load(std::memory_order_acquire);
+        const std::uint64_t pos = at.load(std::memory_order_relaxed);
+        const std::uint64_t word = word_at(v, pos).load(std::memory_order_relaxed);
+        if (committed != 0 && (word & 0xff) == ((committed - 1) & 0x7f) &&
+            record_size(word >> 8) + record_header <= v.capacity)
+            at.store(pos + record_size(word >> 8), std::memory_order_release);
     }
 
-    void remap(std::uint64_t capacity) {
-        adopt(posix::mapping(fd_.get(), std::size_t(capacity), std::size_t(h_->data_offset)),
+    void remap(view& v, std::uint64_t capacity) {
+        adopt(v, posix::mapping(fd_.get(), std::size_t(capacity), std::size_t(h_->data_offset)),
               capacity);
     }
-    // Switches to mapping `m`. The old one is unmapped last, so that a child forked meanwhile
-    // by another thread of this process never holds a pointer into an unmapped range.
-    void adopt(posix::mapping m, std::uint64_t capacity) noexcept {
-        data_ = static_cast<std::byte*>(m.data());
-        mapped_capacity_ = capacity;
-        std::swap(data_map_, m);
+    // Switches `v` to mapping `m`. The old one is unmapped last, so that a child forked
+    // meanwhile by another thread of this process never holds a pointer into an unmapped range.
+    static void adopt(view& v, posix::mapping m, std::uint64_t capacity) noexcept {
+        v.data = static_cast<std::byte*>(m.data());
+        v.capacity = capacity;
+        std::swap(v.map, m);
     }
 
-    // Makes room for `need` bytes of records: grows the file, maps it, copies each byte whose
-    // place (its count modulo the capacity) changes, then commits the capacity. Until that
-    // store the old state stands, whole.
+    // Under put_lock: makes room for `need` bytes past the tail. Takes get_lock too, grows the
+    // file, maps it, copies each byte whose place (its count modulo the capacity) changes,
+    // then commits the capacity. Until that store the old state stands, whole. The consumers'
+    // mappings catch up when they next take their lock.
     void grow(std::uint64_t need) {
         ring_header& h = *h_;
-        const std::uint64_t old_cap = mapped_capacity_;
-        const std::uint64_t new_cap = std::max(old_cap * 2, std::bit_ceil(need));
+        locked g(*this, get_side);
+        const std::uint64_t head = h.head.load(std::memory_order_relaxed);
+        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+        const std::uint64_t old_cap = put_view_.capacity;
+        if (old_cap - (tail - head) >= need) return;  // consumers made room meanwhile
+        const std::uint64_t new_cap = std::max(old_cap * 2, std::bit_ceil(tail - head + need));
         // Also cuts a file left bigger by a grower that died: nothing maps past the commit.
         posix::resize_file(fd_.get(), std::size_t(h.data_offset + new_cap));
-        posix::mapping m(fd_.get(), std::size_t(new_cap), std::size_t(h.data_offset));
-        auto* d = static_cast<std::byte*>(m.data());
+        view v;
+        remap(v, new_cap);
         // The live bytes [head, tail) span at most two old-capacity blocks.
-        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
-        for (std::uint64_t at = h.head.load(std::memory_order_relaxed); at < tail;) {
+        for (std::uint64_t at = head; at < tail;) {
             const std::uint64_t block_end = (at | (old_cap - 1)) + 1;
             const std::uint64_t end = std::min(tail, block_end);
             const std::uint64_t from = at & (old_cap - 1), to = at & (new_cap - 1);
-            if (from != to) std::memcpy(d + to, d + from, std::size_t(end - at));
+            if (from != to) std::memcpy(v.data + to, v.data + from, std::size_t(end - at));
             at = end;
         }
-        adopt(std::move(m), new_cap);
+        word_at(v, tail).store(free_mark, std::memory_order_relaxed);
+        std::swap(put_view_, v);
+        MP_RING_FAULT_POINT(grow_copied);
         h.capacity.store(new_cap, std::memory_order_release);  // the commit
+        MP_RING_FAULT_POINT(grow_committed);
         h.last_growth_ns.store(posix::monotonic_ns(), std::memory_order_relaxed);
+        h.seen_head.store(head, std::memory_order_relaxed);
     }
 
-    // Under the lock, with the ring empty: back to the initial capacity, unless it grew
-    // lately. The commit comes first, so nobody maps past the end of the file once it is cut.
+    // Under get_lock, with the ring empty: back to the initial capacity, unless it grew lately
+    // or a producer holds its lock (it may be about to put). The commit comes first, so nobody
+    // maps past the end of the file once it is cut.
     void maybe_shrink() noexcept {
-        if (posix::monotonic_ns() - h_->last_growth_ns.load(std::memory_order_relaxed) <
-            h_->shrink_delay_ns)
+        ring_header& h = *h_;
+        if (posix::monotonic_ns() - h.last_growth_ns.load(std::memory_order_relaxed) <
+            h.shrink_delay_ns)
             return;
-        const std::uint64_t cap = h_->initial_capacity;
-        h_->capacity.store(cap, std::memory_order_release);
-        try {
-            // A failure only leaves the file bigger.
-            posix::resize_file(fd_.get(), std::size_t(h_->data_offset + cap));
-            remap(cap);
-        } catch (...) {
-            // The next lock maps the committed size.
+        if (!h.put_lock.try_lock()) return;
+        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+        if (!h.put_repair.load(std::memory_order_relaxed) &&
+            h.produced.load(std::memory_order_relaxed) ==
+                h.consumed.load(std::memory_order_relaxed) &&
+            tail == h.head.load(std::memory_order_relaxed)) {
+            const std::uint64_t cap = h.initial_capacity;
+            // The first `cap` bytes of the file are the same at either size.
+            word_at(get_view_, tail & (cap - 1)).store(free_mark, std::memory_order_relaxed);
+            h.capacity.store(cap, std::memory_order_release);
+            try {
+                // A failure only leaves the file bigger.
+                posix::resize_file(fd_.get(), std::size_t(h.data_offset + cap));
+                remap(get_view_, cap);
+            } catch (...) {
+                // The next lock maps the committed size.
+            }
         }
+        h.put_lock.unlock();
     }
 
+    // The record word at byte count `at` (8-aligned, so never split by the end of the ring).
+    static std::atomic_ref<std::uint64_t> word_at(const view& v, std::uint64_t at) noexcept {
+        return std::atomic_ref<std::uint64_t>(
+            *std::launder(reinterpret_cast<std::uint64_t*>(v.data + (at & (v.capacity - 1)))));
+    }
     // The `n` bytes at byte count `at`.
-    ring_span span_at(std::uint64_t at, std::uint64_t n) const noexcept {
-        const std::uint64_t offset = at & (mapped_capacity_ - 1);
-        const std::uint64_t first = std::min(n, mapped_capacity_ - offset);
-        return {data_ + offset, std::size_t(first), data_, std::size_t(n - first)};
+    static ring_span span_at(const view& v, std::uint64_t at, std::uint64_t n) noexcept {
+        const std::uint64_t offset = at & (v.capacity - 1);
+        const std::uint64_t first = std::min(n, v.capacity - offset);
+        return {v.data + offset, std::size_t(first), v.data, std::size_t(n - first)};
     }
 
     static bool expired(std::int64_t deadline) noexcept {
         return deadline != forever && posix::monotonic_ns() >= deadline;
     }
 
-    // Under the lock: announce a sleeper on `word`; returns the value to sleep on.
+    // Under the lock that the waker will hold: announce a sleeper on `word`; returns the
+    // value to sleep on.
     static std::uint32_t arm(std::atomic<std::uint32_t>& word) noexcept {
         const std::uint32_t v = word.load(std::memory_order_relaxed) | ring_header::waiting_bit;
         word.store(v, std::memory_order_relaxed);
@@ -498,15 +605,14 @@ private:
                 st.average_ns.load(std::memory_order_relaxed) >= spin_limit_ns)
                 return;
             state_ = missed;
+            const unsigned pauses = pauses_per_poll();
             for (unsigned i = 1;; ++i) {
+                for (unsigned k = pauses; k; --k) posix::cpu_relax();
                 if (ready()) {
                     state_ = caught;
                     return;
                 }
-                if (i % 16) {
-                    posix::cpu_relax();
-                    continue;
-                }
+                if (i % 4) continue;
                 const std::int64_t now = posix::monotonic_ns();
                 if (now - start_ >= spin_limit_ns || (deadline != forever && now >= deadline))
                     return;
@@ -529,6 +635,19 @@ private:
             return false;
         }
 
+        // cpu_relax() takes from a few to some forty nanoseconds depending on the CPU.
+        static unsigned pauses_per_poll() noexcept {
+            static const unsigned n = [] {
+                constexpr unsigned samples = 256;
+                const std::int64_t start = posix::monotonic_ns();
+                for (unsigned k = 0; k < samples; ++k) posix::cpu_relax();
+                const std::int64_t each = std::max<std::int64_t>(
+                    1, (posix::monotonic_ns() - start) / std::int64_t(samples));
+                return unsigned(std::clamp<std::int64_t>(poll_interval_ns / each, 1, 1024));
+            }();
+            return n;
+        }
+
     private:
         static void learn(shared_ring& r, std::int64_t sample) noexcept {
             auto& avg = r.stats_.average_ns;
@@ -543,10 +662,7 @@ private:
     posix::unique_fd fd_;
     posix::mapping header_map_;
     ring_header* h_ = nullptr;
-    // This process's view of the data ring; touched only under the lock.
-    posix::mapping data_map_;
-    std::byte* data_ = nullptr;
-    std::uint64_t mapped_capacity_ = 0;
+    view put_view_, get_view_;
     wait_stats stats_;
 };
 

@@ -1,0 +1,129 @@
+// Crash consistency of the ring under the queues: a process killed between any two stores of a
+// put, a get or a growth (MP_RING_FAULT_POINT, defined here to SIGKILL the process at the named
+// point) leaves a ring that the next user repairs: every committed item once, in order, whole,
+// nothing uncommitted. The fault points are compiled into this program only; catch_main.cpp
+// instantiates nothing of the ring.
+#include <csignal>
+#include <cstring>
+
+namespace test {
+inline const char* fault_point = nullptr;  // set in the child that is to die
+}
+#define MP_RING_FAULT_POINT(name)                                               \
+    ((test::fault_point && std::strcmp(test::fault_point, #name) == 0)          \
+         ? static_cast<void>(::raise(SIGKILL))                                  \
+         : static_cast<void>(0))
+
+#include <multiprocessing.hpp>
+#include <multiprocessing/detail/shared_ring.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "ring_helpers.hpp"
+
+namespace mp = multiprocessing;
+using mp::detail::shared_ring;
+using test::pattern;
+using test::ring_get;
+using test::ring_put;
+
+namespace {
+
+// A ring of 4096 bytes whose head and tail stand at 3008, so that the next records wrap
+// around the end, holding `items`.
+std::shared_ptr<shared_ring> wrapped_ring(const std::vector<std::string>& items) {
+    auto r = std::make_shared<shared_ring>(0, 0, 4096);
+    REQUIRE(ring_put(*r, pattern(3000, 'l')));
+    REQUIRE(ring_get(*r) == pattern(3000, 'l'));
+    for (auto& s : items) REQUIRE(ring_put(*r, s));
+    return r;
+}
+
+// Runs `op` on the ring in a forked child that dies at `point`.
+template <class Op>
+void die_at(const char* point, std::shared_ptr<shared_ring> ring, Op op) {
+    mp::Process p(
+        [](std::shared_ptr<shared_ring> r, std::string at, Op op) {
+            test::fault_point = at.c_str();
+            op(*r);
+        },
+        ring, std::string(point), op);
+    p.start_method("fork");  // a raw ring is no handle that can travel
+    p.start();
+    REQUIRE(test::finish(p) == -SIGKILL);
+}
+
+}  // namespace
+
+TEST_CASE("ring faults: a producer killed at any point of a put", "[fork]") {
+    const std::vector<std::string> items{pattern(1500, 'a'), pattern(700, 'b')};
+    for (const char* point : {"put_written", "put_committed"}) {
+        for (bool get_first : {false, true}) {
+            CAPTURE(point, get_first);
+            auto ring = wrapped_ring(items);
+            die_at(point, ring, [](shared_ring& r) { ring_put(r, pattern(400, 'x')); });
+            const bool committed = std::string(point) == "put_committed";
+            REQUIRE(ring->qsize() == items.size() + committed);
+            std::vector<std::string> expect = items;
+            if (committed) expect.push_back(pattern(400, 'x'));
+            std::size_t next = 0;
+            // Consumers need not wait for the dead producer's lock.
+            if (get_first)
+                while (next < expect.size()) REQUIRE(ring_get(*ring, 0) == expect[next++]);
+            REQUIRE(ring_put(*ring, "after"));  // takes the producers' lock over, repairs
+            REQUIRE(ring->recoveries() == 1);
+            expect.push_back("after");
+            while (next < expect.size()) REQUIRE(ring_get(*ring, 0) == expect[next++]);
+            REQUIRE(ring->empty());
+            REQUIRE_FALSE(ring_get(*ring, 0));
+        }
+    }
+}
+
+TEST_CASE("ring faults: a consumer killed at any point of a get", "[fork]") {
+    const std::vector<std::string> items{pattern(1500, 'a'), pattern(700, 'b'), "c"};
+    for (const char* point : {"get_taken", "get_committed"}) {
+        for (bool put_first : {false, true}) {
+            CAPTURE(point, put_first);
+            auto ring = wrapped_ring(items);
+            die_at(point, ring, [](shared_ring& r) { ring_get(r); });
+            const bool committed = std::string(point) == "get_committed";
+            REQUIRE(ring->qsize() == items.size() - committed);
+            // Producers need not wait for the dead consumer's lock.
+            if (put_first) REQUIRE(ring_put(*ring, "after", 0));
+            for (std::size_t i = committed; i < items.size(); ++i)
+                REQUIRE(ring_get(*ring) == items[i]);  // the first takes the lock over
+            REQUIRE(ring->recoveries() == 1);
+            if (!put_first) REQUIRE(ring_put(*ring, "after"));
+            REQUIRE(ring_get(*ring, 0) == "after");
+            REQUIRE(ring->empty());
+        }
+    }
+}
+
+TEST_CASE("ring faults: a producer killed while it grows the ring", "[fork]") {
+    // The second record wraps around the end: growth moves its second part.
+    const std::vector<std::string> items{pattern(500, 'a'), pattern(1500, 'b')};
+    for (const char* point : {"grow_copied", "grow_committed"}) {
+        CAPTURE(point);
+        auto ring = wrapped_ring(items);
+        REQUIRE(ring->capacity() == 4096);
+        die_at(point, ring, [](shared_ring& r) { ring_put(r, pattern(5000, 'x')); });
+        const bool committed = std::string(point) == "grow_committed";
+        REQUIRE(ring->capacity() == (committed ? 8192u : 4096u));
+        REQUIRE(ring->qsize() == items.size());
+        REQUIRE(ring_put(*ring, "after"));  // both locks were held: two takeovers
+        for (auto& s : items) REQUIRE(ring_get(*ring) == s);
+        REQUIRE(ring->recoveries() == 2);
+        REQUIRE(ring_get(*ring) == "after");
+        // And it still grows.
+        REQUIRE(ring_put(*ring, pattern(20000, 'y')));
+        REQUIRE(ring_get(*ring) == pattern(20000, 'y'));
+        REQUIRE(ring->empty());
+    }
+}
