@@ -21,6 +21,8 @@ inline const char* fault_point = nullptr;  // set in the child that is to die
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
@@ -44,15 +46,17 @@ std::shared_ptr<shared_ring> wrapped_ring(const std::vector<std::string>& items)
     return r;
 }
 
-// Runs `op` on the ring in a forked child that dies at `point`.
-template <class Op>
-void die_at(const char* point, std::shared_ptr<shared_ring> ring, Op op) {
+// Runs `op` on the ring in a forked child that dies at `point`; `warm_up` first (an operation
+// of the same side, which leaves the child holding that side's lock as a lease).
+template <class Op, class WarmUp>
+void die_at(const char* point, std::shared_ptr<shared_ring> ring, Op op, WarmUp warm_up) {
     mp::Process p(
-        [](std::shared_ptr<shared_ring> r, std::string at, Op op) {
+        [](std::shared_ptr<shared_ring> r, std::string at, Op op, WarmUp warm_up) {
+            warm_up(*r);
             test::fault_point = at.c_str();
             op(*r);
         },
-        ring, std::string(point), op);
+        ring, std::string(point), op, warm_up);
     p.start_method("fork");  // a raw ring is no handle that can travel
     p.start();
     REQUIRE(test::finish(p) == -SIGKILL);
@@ -63,14 +67,20 @@ void die_at(const char* point, std::shared_ptr<shared_ring> ring, Op op) {
 TEST_CASE("ring faults: a producer killed at any point of a put", "[fork]") {
     const std::vector<std::string> items{pattern(1500, 'a'), pattern(700, 'b')};
     for (const char* point : {"put_written", "put_committed"}) {
+      for (bool leased : {false, true}) {
         for (bool get_first : {false, true}) {
-            CAPTURE(point, get_first);
+            CAPTURE(point, leased, get_first);
             auto ring = wrapped_ring(items);
-            die_at(point, ring, [](shared_ring& r) { ring_put(r, pattern(400, 'x')); });
+            die_at(
+                point, ring, [](shared_ring& r) { ring_put(r, pattern(400, 'x')); },
+                [leased](shared_ring& r) {
+                    if (leased) ring_put(r, "warm");
+                });
             const bool committed = std::string(point) == "put_committed";
-            REQUIRE(ring->qsize() == items.size() + committed);
             std::vector<std::string> expect = items;
+            if (leased) expect.push_back("warm");
             if (committed) expect.push_back(pattern(400, 'x'));
+            REQUIRE(ring->qsize() == expect.size());
             std::size_t next = 0;
             // Consumers need not wait for the dead producer's lock.
             if (get_first)
@@ -82,27 +92,34 @@ TEST_CASE("ring faults: a producer killed at any point of a put", "[fork]") {
             REQUIRE(ring->empty());
             REQUIRE_FALSE(ring_get(*ring, 0));
         }
+      }
     }
 }
 
 TEST_CASE("ring faults: a consumer killed at any point of a get", "[fork]") {
     const std::vector<std::string> items{pattern(1500, 'a'), pattern(700, 'b'), "c"};
     for (const char* point : {"get_taken", "get_committed"}) {
+      for (bool leased : {false, true}) {
         for (bool put_first : {false, true}) {
-            CAPTURE(point, put_first);
+            CAPTURE(point, leased, put_first);
             auto ring = wrapped_ring(items);
-            die_at(point, ring, [](shared_ring& r) { ring_get(r); });
-            const bool committed = std::string(point) == "get_committed";
-            REQUIRE(ring->qsize() == items.size() - committed);
+            die_at(
+                point, ring, [](shared_ring& r) { ring_get(r); },
+                [leased](shared_ring& r) {
+                    if (leased) ring_get(r);
+                });
+            const std::size_t gone = leased + (std::string(point) == "get_committed");
+            REQUIRE(ring->qsize() == items.size() - gone);
             // Producers need not wait for the dead consumer's lock.
             if (put_first) REQUIRE(ring_put(*ring, "after", 0));
-            for (std::size_t i = committed; i < items.size(); ++i)
+            for (std::size_t i = gone; i < items.size(); ++i)
                 REQUIRE(ring_get(*ring) == items[i]);  // the first takes the lock over
             REQUIRE(ring->recoveries() == 1);
             if (!put_first) REQUIRE(ring_put(*ring, "after"));
             REQUIRE(ring_get(*ring, 0) == "after");
             REQUIRE(ring->empty());
         }
+      }
     }
 }
 
@@ -113,7 +130,9 @@ TEST_CASE("ring faults: a producer killed while it grows the ring", "[fork]") {
         CAPTURE(point);
         auto ring = wrapped_ring(items);
         REQUIRE(ring->capacity() == 4096);
-        die_at(point, ring, [](shared_ring& r) { ring_put(r, pattern(5000, 'x')); });
+        die_at(
+            point, ring, [](shared_ring& r) { ring_put(r, pattern(5000, 'x')); },
+            [](shared_ring&) {});
         const bool committed = std::string(point) == "grow_committed";
         REQUIRE(ring->capacity() == (committed ? 8192u : 4096u));
         REQUIRE(ring->qsize() == items.size());
@@ -126,4 +145,74 @@ TEST_CASE("ring faults: a producer killed while it grows the ring", "[fork]") {
         REQUIRE(ring_get(*ring) == pattern(20000, 'y'));
         REQUIRE(ring->empty());
     }
+}
+
+TEST_CASE("ring leases: kept between operations, revoked by others, granted to the last holder "
+          "or once it is gone", "[fork]") {
+    if (!mp::detail::posix::membarrier_register()) {
+        WARN("membarrier(2) refused here: the locks are never leased");
+        return;
+    }
+    auto ring = std::make_shared<shared_ring>();
+    REQUIRE(ring_put(*ring, "a"));
+    REQUIRE(ring->leased(true));
+    REQUIRE_FALSE(ring->leased(false));
+    REQUIRE(ring_get(*ring) == "a");
+    REQUIRE(ring->leased(false));
+    // A child takes both locks from this thread's leases; their last holder lives, so the
+    // child gets none (only that holder may write its in_op word).
+    auto child = [](std::shared_ptr<shared_ring> r, bool expect_leases) {
+        test::check(ring_put(*r, "b") && ring_put(*r, "c"), "put");
+        test::check(ring_get(*r).has_value(), "get");
+        test::check(r->leased(true) == expect_leases && r->leased(false) == expect_leases,
+                    "leases in the child");
+    };
+    mp::Process p(child, ring, false);
+    p.start_method("fork");
+    p.start();
+    REQUIRE(test::finish(p) == 0);
+    REQUIRE_FALSE(ring->leased(true));
+    REQUIRE(ring_put(*ring, "d"));
+    REQUIRE(ring->leased(true));  // granted again to its last holder
+    REQUIRE(ring_get(*ring) == "c");
+    REQUIRE(ring_get(*ring) == "d");
+    REQUIRE(ring->leased(false));
+    REQUIRE(ring->recoveries() == 0);
+
+    // Children of a ring this thread never uses: the second gets the first's leases, as the
+    // first is gone.
+    auto fresh = std::make_shared<shared_ring>();
+    for (int i = 0; i < 2; ++i) {
+        mp::Process c(child, fresh, true);
+        c.start_method("fork");
+        c.start();
+        REQUIRE(test::finish(c) == 0);
+    }
+    REQUIRE(ring_get(*fresh) == "b");
+    REQUIRE(ring_get(*fresh) == "c");
+    REQUIRE(fresh->empty());
+}
+
+TEST_CASE("ring leases: a holder killed between operations leaves nothing to repair", "[fork]") {
+    auto ring = std::make_shared<shared_ring>();
+    mp::Queue<int> ready;
+    mp::Process p(
+        [](std::shared_ptr<shared_ring> r, mp::Queue<int> ready) {
+            ring_put(*r, "x");
+            ring_get(*r);
+            ring_put(*r, "y");
+            ready.put(1);
+            for (;;) ::pause();
+        },
+        ring, ready);
+    p.start_method("fork");
+    p.start();
+    REQUIRE(ready.get(std::chrono::seconds(10)) == 1);
+    p.kill();
+    REQUIRE(test::finish(p) == -SIGKILL);
+    REQUIRE(ring_put(*ring, "z"));
+    REQUIRE(ring_get(*ring) == "y");
+    REQUIRE(ring_get(*ring) == "z");
+    REQUIRE(ring->recoveries() == 0);
+    REQUIRE(ring->empty());
 }

@@ -17,7 +17,9 @@
 // single-consumer ring. Each side keeps its state on its own cache line, with a hint of the
 // other side's (never ahead of it), so that the line of the other side is read only when the
 // hint says the ring is full or empty. Moving bytes (growth, shrinking) takes both locks, always
-// put_lock first.
+// put_lock first. A thread that uses a side alone keeps its lock between operations as a lease
+// (detail/lease_lock.hpp), so that a sole producer and a sole consumer run without a single
+// atomic read-modify-write.
 //
 // Crash consistency: every operation prepares its effect in free space (or in new space) and
 // then commits it with one store: `produced` for a put, `consumed` for a get, `capacity` for a
@@ -45,6 +47,7 @@
 #include <thread>
 #include <utility>
 
+#include "lease_lock.hpp"
 #include "mutex.hpp"
 #include "posix/futex.hpp"
 #include "posix/process.hpp"
@@ -105,7 +108,7 @@ struct ring_header {
     static constexpr std::uint32_t waiting_bit = 0x8000'0000u;
 
     // Producers' own line: written under put_lock (not_empty also by consumers arming it).
-    alignas(64) robust_mutex put_lock;
+    alignas(64) lease_lock put_lock;
     std::atomic<std::uint32_t> not_empty{0};  // futex words: sequence | waiting_bit
     std::atomic<std::uint64_t> tail{0};       // bytes ever produced
     std::atomic<std::uint64_t> seen_consumed{0};  // hints: never ahead of the consumers
@@ -114,7 +117,7 @@ struct ring_header {
     // What consumers poll, on its own line so that their polling leaves the line above alone.
     alignas(64) std::atomic<std::uint64_t> produced{0};  // records ever put: a put's commit
     // Consumers' own line: written under get_lock (not_full also by producers arming it).
-    alignas(64) robust_mutex get_lock;
+    alignas(64) lease_lock get_lock;
     std::atomic<std::uint32_t> not_full{0};
     std::atomic<std::uint64_t> seen_produced{0};  // hint: never ahead of the producers
     std::atomic<std::uint64_t> tasks_done{0};     // JoinableQueue.task_done() calls
@@ -215,6 +218,12 @@ public:
     std::uint64_t recoveries() const noexcept {
         return h_->recoveries.load(std::memory_order_relaxed);
     }
+    // Whether this thread holds the producers' (consumers') lock as a lease now.
+    bool leased(bool producers) const noexcept {
+        const lease_lock& l = producers ? h_->put_lock : h_->get_lock;
+        return l.lease.load(std::memory_order_relaxed) ==
+               (lease_lock::self_id() | lease_lock::active_bit);
+    }
     static constexpr std::uint64_t record_size(std::uint64_t n) noexcept {
         return record_header + ((n + 7) & ~std::uint64_t(7));
     }
@@ -231,7 +240,7 @@ public:
         waiting w;
         for (;;) {
             {
-                locked g(*this, put_side);
+                locked g(*this, put_side, may_lease);
                 const std::uint64_t produced = h.produced.load(std::memory_order_relaxed);
                 if (maxsize == 0 || has_room(produced, maxsize)) {
                     w.done(*this);
@@ -289,7 +298,7 @@ public:
         waiting w;
         for (;;) {
             {
-                locked g(*this, get_side);
+                locked g(*this, get_side, may_lease);
                 const std::uint64_t consumed = h.consumed.load(std::memory_order_relaxed);
                 std::uint64_t produced = h.seen_produced.load(std::memory_order_relaxed);
                 if (produced == consumed) {
@@ -314,7 +323,7 @@ public:
                     h.head.store(head + record_size(len), std::memory_order_release);
                     if (consumed + 1 == produced && get_view_.capacity >= h.shrink_threshold)
                         [[unlikely]]
-                        maybe_shrink();
+                        shrink_from_get_side(g.self());
                     if (error) {
                         g.unlock();
                         std::rethrow_exception(error);
@@ -328,12 +337,17 @@ public:
                 continue;
             }
             // Sleep until a put: armed under the producers' lock, which every put holds when
-            // it looks for sleepers.
+            // it looks for sleepers. (A consumer going idle is also when a big ring that a
+            // producer's lease kept from shrinking can shrink.)
             std::uint32_t armed;
             {
                 locked g(*this, put_side);
                 if (count() > 0) continue;
                 armed = arm(h.not_empty);
+                if (h.capacity.load(std::memory_order_relaxed) >= h.shrink_threshold) {
+                    locked both(*this, get_side);
+                    shrink_if_idle();
+                }
             }
             posix::futex_wait(&h.not_empty, armed, deadline);
         }
@@ -389,14 +403,20 @@ private:
     };
     enum side_t : std::uint8_t { put_side, get_side };
 
-    // Holds one side's mutex; on entry brings that side's mapping up to the committed capacity
-    // and repairs what a dead owner left.
+    // Holds one side's lock (through this thread's lease if it has one); on entry brings that
+    // side's mapping up to the committed capacity and repairs what a dead owner left. Only the
+    // operations themselves may turn the lock into a lease on release: a thread that takes the
+    // other side's lock to arm a wait or to grow the ring is no user of that side.
+    static constexpr bool may_lease = true;
     class locked {
     public:
-        locked(shared_ring& r, side_t side) : r_(r), side_(side) {
+        locked(shared_ring& r, side_t side, bool lease = false)
+            : r_(r), side_(side), may_lease_(lease), me_(lease_lock::self_id()) {
             ring_header& h = *r_.h_;
             std::atomic<std::uint32_t>& repair = side == put_side ? h.put_repair : h.get_repair;
-            if (mutex().lock() == lock_result::owner_died) [[unlikely]] {
+            if (lock().enter_leased(me_)) {
+                leased_ = true;
+            } else if (lock().acquire(me_) == lock_result::owner_died) [[unlikely]] {
                 repair.store(1, std::memory_order_relaxed);  // kept if the remap fails
                 h.recoveries.fetch_add(1, std::memory_order_relaxed);
             }
@@ -405,7 +425,7 @@ private:
                 const std::uint64_t cap = h.capacity.load(std::memory_order_acquire);
                 if (cap != v.capacity) [[unlikely]] r_.remap(v, cap);
             } catch (...) {
-                mutex().unlock();
+                unlock();
                 throw;
             }
             if (repair.load(std::memory_order_relaxed)) [[unlikely]] {
@@ -418,17 +438,23 @@ private:
         locked& operator=(const locked&) = delete;
 
         void unlock() noexcept {
-            if (held_) mutex().unlock();
+            if (!held_) return;
             held_ = false;
+            if (leased_) lock().leave_leased();
+            else lock().release(me_, may_lease_);
         }
+        std::uint64_t self() const noexcept { return me_; }
 
     private:
-        robust_mutex& mutex() const noexcept {
+        lease_lock& lock() const noexcept {
             return side_ == put_side ? r_.h_->put_lock : r_.h_->get_lock;
         }
         shared_ring& r_;
         side_t side_;
+        bool may_lease_;
+        bool leased_ = false;
         bool held_ = true;
+        std::uint64_t me_;
     };
 
     std::uint64_t count() const noexcept {
@@ -521,33 +547,45 @@ private:
         h.seen_head.store(head, std::memory_order_relaxed);
     }
 
-    // Under get_lock, with the ring empty: back to the initial capacity, unless it grew lately
-    // or a producer holds its lock (it may be about to put). The commit comes first, so nobody
-    // maps past the end of the file once it is cut.
-    void maybe_shrink() noexcept {
-        ring_header& h = *h_;
-        if (posix::monotonic_ns() - h.last_growth_ns.load(std::memory_order_relaxed) <
-            h.shrink_delay_ns)
+    // Under get_lock, after a get emptied the ring: shrinks it if the producers' lock is free
+    // or this thread's lease (taking it in this order cannot wait, so cannot deadlock).
+    void shrink_from_get_side(std::uint64_t me) noexcept {
+        if (posix::monotonic_ns() - h_->last_growth_ns.load(std::memory_order_relaxed) <
+            h_->shrink_delay_ns)
             return;
-        if (!h.put_lock.try_lock()) return;
-        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
-        if (!h.put_repair.load(std::memory_order_relaxed) &&
-            h.produced.load(std::memory_order_relaxed) ==
-                h.consumed.load(std::memory_order_relaxed) &&
-            tail == h.head.load(std::memory_order_relaxed)) {
-            const std::uint64_t cap = h.initial_capacity;
-            // The first `cap` bytes of the file are the same at either size.
-            word_at(get_view_, tail & (cap - 1)).store(free_mark, std::memory_order_relaxed);
-            h.capacity.store(cap, std::memory_order_release);
-            try {
-                // A failure only leaves the file bigger.
-                posix::resize_file(fd_.get(), std::size_t(h.data_offset + cap));
-                remap(get_view_, cap);
-            } catch (...) {
-                // The next lock maps the committed size.
-            }
+        lease_lock& l = h_->put_lock;
+        if (l.mutex.try_lock()) {
+            if (!h_->put_repair.load(std::memory_order_relaxed)) shrink_if_idle();
+            l.mutex.unlock();
+        } else if (l.enter_leased(me)) {
+            shrink_if_idle();
+            l.leave_leased();
         }
-        h.put_lock.unlock();
+    }
+
+    // Under both locks: back to the initial capacity if the ring is empty and did not grow
+    // lately. The commit comes first, so nobody maps past the end of the file once it is cut.
+    void shrink_if_idle() noexcept {
+        ring_header& h = *h_;
+        const std::uint64_t cap = h.initial_capacity;
+        const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+        if (h.capacity.load(std::memory_order_relaxed) <= cap ||
+            posix::monotonic_ns() - h.last_growth_ns.load(std::memory_order_relaxed) <
+                h.shrink_delay_ns ||
+            h.produced.load(std::memory_order_relaxed) !=
+                h.consumed.load(std::memory_order_relaxed) ||
+            tail != h.head.load(std::memory_order_relaxed))
+            return;
+        // The first `cap` bytes of the file are the same at either size.
+        word_at(get_view_, tail & (cap - 1)).store(free_mark, std::memory_order_relaxed);
+        h.capacity.store(cap, std::memory_order_release);
+        try {
+            // A failure only leaves the file bigger.
+            posix::resize_file(fd_.get(), std::size_t(h.data_offset + cap));
+            remap(get_view_, cap);
+        } catch (...) {
+            // The next lock maps the committed size.
+        }
     }
 
     // The record word at byte count `at` (8-aligned, so never split by the end of the ring).
@@ -635,14 +673,19 @@ private:
             return false;
         }
 
-        // cpu_relax() takes from a few to some forty nanoseconds depending on the CPU.
+        // cpu_relax() takes from a few to some forty nanoseconds depending on the CPU. Timed
+        // in short rounds, keeping the fastest: a round the scheduler interrupted would make
+        // the polls too frequent for the life of the process.
         static unsigned pauses_per_poll() noexcept {
             static const unsigned n = [] {
-                constexpr unsigned samples = 256;
-                const std::int64_t start = posix::monotonic_ns();
-                for (unsigned k = 0; k < samples; ++k) posix::cpu_relax();
-                const std::int64_t each = std::max<std::int64_t>(
-                    1, (posix::monotonic_ns() - start) / std::int64_t(samples));
+                constexpr unsigned rounds = 16, per_round = 32;
+                std::int64_t best = INT64_MAX;
+                for (unsigned r = 0; r < rounds; ++r) {
+                    const std::int64_t start = posix::monotonic_ns();
+                    for (unsigned k = 0; k < per_round; ++k) posix::cpu_relax();
+                    best = std::min(best, posix::monotonic_ns() - start);
+                }
+                const std::int64_t each = std::max<std::int64_t>(1, best / per_round);
                 return unsigned(std::clamp<std::int64_t>(poll_interval_ns / each, 1, 1024));
             }();
             return n;
