@@ -11,9 +11,11 @@
 // and waits for it to leave. The mutex word keeps the holder's pid while the lease lasts, so a
 // holder that dies is taken over as any dead owner is.
 //
-// A lease is granted on release to a thread that took the mutex with nobody waiting, when the
-// lease is free or was last this thread's (or its holder has gone): only that thread ever writes
-// `in_op`, so a holder that was revoked and has yet to notice cannot disturb the next one.
+// A lease is granted on release to a thread that took the mutex `lease_after` times in a row with
+// nobody else taking it in between and nobody waiting (threads that take turns would only pay
+// for revocations), when the lease is free or was last this thread's (or its holder has gone):
+// only that thread ever writes `in_op`, so a holder that was revoked and has yet to notice
+// cannot disturb the next one.
 // Without membarrier(2) (Linux < 4.16, a seccomp filter) no lease is ever granted.
 #pragma once
 
@@ -35,10 +37,14 @@ struct lease_lock {
     // A thread waiting for the mutex looks for a lease to revoke this often.
     static constexpr std::int64_t lease_check_ns = 1'000'000;
     static constexpr std::chrono::milliseconds revoke_fallback{1};
+    static constexpr std::uint32_t lease_after = 64;
 
     robust_mutex mutex;
     std::atomic<std::uint32_t> in_op{0};  // the holder is inside a critical section
     std::atomic<std::uint64_t> lease{0};  // [active_bit] | pid << 32 | tid of the last holder
+    // Under the mutex: who took it last, and how many times in a row.
+    std::atomic<std::uint64_t> last_user{0};
+    std::atomic<std::uint32_t> streak{0};
 
     // This thread, as a lease names it.
     static std::uint64_t self_id() noexcept {
@@ -80,7 +86,12 @@ struct lease_lock {
 
     // Releases the mutex taken by acquire(), or keeps it as this thread's lease.
     void release(std::uint64_t me, bool may_lease) noexcept {
-        if (may_lease && grantable(me) &&
+        std::uint32_t run = 1;
+        if (last_user.load(std::memory_order_relaxed) == me)
+            run = streak.load(std::memory_order_relaxed) + 1;
+        else last_user.store(me, std::memory_order_relaxed);
+        streak.store(run, std::memory_order_relaxed);
+        if (may_lease && run >= lease_after && grantable(me, run) &&
             !(mutex.word.load(std::memory_order_relaxed) & robust_mutex::waiters_bit) &&
             posix::membarrier_register()) {
             in_op.store(0, std::memory_order_relaxed);
@@ -91,13 +102,12 @@ struct lease_lock {
     }
 
 private:
-    bool grantable(std::uint64_t me) noexcept {
+    bool grantable(std::uint64_t me, std::uint32_t run) noexcept {
         const std::uint64_t l = lease.load(std::memory_order_relaxed);
         if (l == 0 || l == me) return true;
         // Another thread's old lease: free once that thread is gone (looked at now and then:
         // it costs system calls).
-        thread_local unsigned looks = 0;
-        if (++looks % 1024 != 0) return false;
+        if (run != lease_after && run % 1024 != 0) return false;
         std::uint64_t seen = l;
         return posix::thread_gone(int(l >> 32), int(std::uint32_t(l))) &&
                lease.compare_exchange_strong(seen, 0, std::memory_order_acq_rel);
@@ -141,6 +151,6 @@ private:
     }
 };
 
-static_assert(sizeof(lease_lock) == 16);
+static_assert(sizeof(lease_lock) == 32);
 
 }  // namespace multiprocessing::detail

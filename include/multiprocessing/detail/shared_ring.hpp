@@ -109,20 +109,20 @@ struct ring_header {
 
     // Producers' own line: written under put_lock (not_empty also by consumers arming it).
     alignas(64) lease_lock put_lock;
-    std::atomic<std::uint32_t> not_empty{0};  // futex words: sequence | waiting_bit
-    std::atomic<std::uint64_t> tail{0};       // bytes ever produced
+    std::atomic<std::uint32_t> not_empty{0};   // futex words: sequence | waiting_bit
+    std::atomic<std::uint32_t> put_repair{0};  // a producer died holding put_lock
+    std::atomic<std::uint64_t> tail{0};        // bytes ever produced
     std::atomic<std::uint64_t> seen_consumed{0};  // hints: never ahead of the consumers
     std::atomic<std::uint64_t> seen_head{0};
-    std::atomic<std::uint32_t> put_repair{0};  // a producer died holding put_lock
     // What consumers poll, on its own line so that their polling leaves the line above alone.
     alignas(64) std::atomic<std::uint64_t> produced{0};  // records ever put: a put's commit
     // Consumers' own line: written under get_lock (not_full also by producers arming it).
     alignas(64) lease_lock get_lock;
     std::atomic<std::uint32_t> not_full{0};
+    std::atomic<std::uint32_t> get_repair{0};     // a consumer died holding get_lock
     std::atomic<std::uint64_t> seen_produced{0};  // hint: never ahead of the producers
     std::atomic<std::uint64_t> tasks_done{0};     // JoinableQueue.task_done() calls
     std::atomic<std::uint32_t> all_done{0};
-    std::atomic<std::uint32_t> get_repair{0};  // a consumer died holding get_lock
     // What producers read when their hints say the ring is full.
     alignas(64) std::atomic<std::uint64_t> consumed{0};  // records ever got: a get's commit
     std::atomic<std::uint64_t> head{0};                  // bytes ever consumed
@@ -142,8 +142,8 @@ struct ring_header {
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
-static_assert(offsetof(ring_header, put_repair) + 4 <= 64);
-static_assert(offsetof(ring_header, get_repair) + 4 <= 3 * 64);
+static_assert(offsetof(ring_header, seen_head) + 8 <= 64);
+static_assert(offsetof(ring_header, all_done) + 4 <= 3 * 64);
 static_assert(sizeof(ring_header) <= 4096);
 
 class shared_ring {
@@ -161,10 +161,13 @@ public:
     static constexpr std::int64_t spin_without_yield_ns = 5'000;
     static constexpr std::int64_t short_sleep_ns = 200'000;
     static constexpr std::int64_t longest_sample_ns = 1'000'000;
-    // A spinning waiter polls the other side's line about this often: each poll pulls that
-    // line away from the side that writes it, and polling flat out halves the throughput
-    // of a queue whose consumer keeps up with its producer.
+    // A spinning waiter polls the other side's line at once, then twice as late each time, up
+    // to every poll_interval_ns; a consumer of a stream (waiting::stream) polls that seldom from
+    // the start. Each poll pulls the line away from the side that writes it: polling flat out
+    // halves the throughput of a queue whose consumer keeps up with its producer, and polling
+    // seldom adds to the latency of one item.
     static constexpr std::int64_t poll_interval_ns = 500;
+    static constexpr std::uint64_t streaming_batch = 4;
     // A producer that put a record this big while this much was queued waits (up to
     // pace_ns, after releasing its lock) until a consumer takes a record. A producer faster
     // than its consumers would otherwise grow the ring with every big item it puts, paying a
@@ -306,6 +309,9 @@ public:
                     h.seen_produced.store(produced, std::memory_order_relaxed);
                 }
                 if (produced != consumed) {
+                    if (w.spun())
+                        stats_.streaming.store(w.stream(produced - consumed),
+                                               std::memory_order_relaxed);
                     w.done(*this);
                     const std::uint64_t head = h.head.load(std::memory_order_relaxed);
                     const std::uint64_t len = checked_length(
@@ -333,7 +339,8 @@ public:
             }
             if (expired(deadline)) return w.timed_out(*this);
             if (!w.spun()) {
-                w.spin(*this, [&] { return count() > 0; }, deadline);
+                w.spin(*this, [&] { return count() > 0; }, deadline,
+                       stats_.streaming.load(std::memory_order_relaxed));
                 continue;
             }
             // Sleep until a put: armed under the producers' lock, which every put holds when
@@ -625,6 +632,9 @@ private:
         std::atomic<std::int64_t> average_ns{0};
         std::atomic<std::uint32_t> waits{0};
         std::atomic<bool> several_cpus{true};
+        // The last wait for items ended with a batch of them there: a stream. Its waits poll
+        // spaced out from the start; other waits start polling at once, and space out.
+        std::atomic<bool> streaming{false};
     };
 
     // One put's or get's wait: a spin first (or not), then sleeps; what it took is learnt.
@@ -633,7 +643,8 @@ private:
         bool spun() const noexcept { return state_ != fresh; }
 
         template <class Ready>
-        void spin(shared_ring& r, Ready&& ready, std::int64_t deadline) noexcept {
+        void spin(shared_ring& r, Ready&& ready, std::int64_t deadline,
+                  bool spaced = false) noexcept {
             wait_stats& st = r.stats_;
             start_ = posix::monotonic_ns();
             state_ = skipped;
@@ -644,13 +655,14 @@ private:
                 return;
             state_ = missed;
             const unsigned pauses = pauses_per_poll();
-            for (unsigned i = 1;; ++i) {
-                for (unsigned k = pauses; k; --k) posix::cpu_relax();
+            spaced_ = spaced;
+            for (unsigned n = spaced ? pauses : 1;; n = std::min(2 * n, pauses)) {
+                for (unsigned k = n; k; --k) posix::cpu_relax();
+                ++polls_;
                 if (ready()) {
                     state_ = caught;
                     return;
                 }
-                if (i % 4) continue;
                 const std::int64_t now = posix::monotonic_ns();
                 if (now - start_ >= spin_limit_ns || (deadline != forever && now >= deadline))
                     return;
@@ -699,7 +711,20 @@ private:
         }
 
         enum : std::uint8_t { fresh, skipped, missed, caught } state_ = fresh;
+        bool spaced_ = false;
+        unsigned polls_ = 0;
         std::int64_t start_ = 0;
+
+    public:
+        // After a wait for items, with `available` of them there now: is this a stream? A
+        // spaced wait says so by the batch it found; a wait that polled at once, by an item
+        // that came before the second poll. (Either test alone can lock a waiter into the
+        // wrong pace: a ping-pong found in time by a spaced poll, or a stream that every
+        // early poll slows down so much that it never piles up.)
+        bool stream(std::uint64_t available) const noexcept {
+            if (state_ != caught) return false;
+            return spaced_ ? available >= streaming_batch : polls_ == 1;
+        }
     };
 
     posix::unique_fd fd_;
