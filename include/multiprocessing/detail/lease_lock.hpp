@@ -127,7 +127,8 @@ private:
         // its stores) or has long finished them.
         if (!dead && !posix::membarrier_all()) std::this_thread::sleep_for(revoke_fallback);
         // Wait for the holder to leave its critical section (or to die in it). The holder
-        // never waits inside for anything its revoker may hold.
+        // never waits inside for anything its revoker may hold. in_op is cleared by a plain
+        // store, which wakes nobody, so this polls, backing off.
         bool died_inside = false;
         for (unsigned i = 0; in_op.load(std::memory_order_acquire) != 0; ++i) {
             if (dead || (i % 64 == 63 && posix::thread_gone(pid, tid))) {
