@@ -557,9 +557,6 @@ private:
     // Under get_lock, after a get emptied the ring: shrinks it if the producers' lock is free
     // or this thread's lease (taking it in this order cannot wait, so cannot deadlock).
     void shrink_from_get_side(std::uint64_t me) noexcept {
-        if (posix::monotonic_ns() - h_->last_growth_ns.load(std::memory_order_relaxed) <
-            h_->shrink_delay_ns)
-            return;
         lease_lock& l = h_->put_lock;
         if (l.mutex.try_lock()) {
             if (!h_->put_repair.load(std::memory_order_relaxed)) shrink_if_idle();

@@ -6,7 +6,6 @@
 #include <atomic>
 
 #include <linux/membarrier.h>
-#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
