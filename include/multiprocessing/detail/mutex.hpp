@@ -4,6 +4,10 @@
 // release it, as Python's Lock allows. Unlike Python's semaphore-based Lock, a process that dies
 // holding it does not deadlock the others: a waiter wakes up every `liveness_check_ns`, and when
 // the owner is gone (exited or a zombie) it takes the lock over and is told so.
+//
+// The word: waiters bit (31), bits 22..30 for the layer above (lease_lock's marks; 0 in a plain
+// mutex, which never sets them), the owner's pid in bits 0..21 (Linux pids are below
+// PID_MAX_LIMIT, 2^22).
 #pragma once
 
 #include <atomic>
@@ -22,7 +26,7 @@ enum class lock_result : std::uint8_t {
 
 struct robust_mutex {
     static constexpr std::uint32_t waiters_bit = 0x8000'0000u;
-    static constexpr std::uint32_t pid_mask = 0x7fff'ffffu;
+    static constexpr std::uint32_t pid_mask = 0x003f'ffffu;
     static constexpr std::int64_t liveness_check_ns = 50'000'000;
     static constexpr int spin_limit = 100;
 
@@ -51,39 +55,49 @@ struct robust_mutex {
     int owner() const noexcept { return int(word.load(std::memory_order_relaxed) & pid_mask); }
     bool owned_by_me() const noexcept { return owner() == self_pid(); }
 
+    // Whether the owner named in `w` is another process that is gone (exited, or a zombie).
+    static bool owner_gone(std::uint32_t w) noexcept {
+        const int owner = int(w & pid_mask);
+        return owner != 0 && owner != self_pid() && posix::process_gone(owner);
+    }
+
+    // One wait for a held word seen as `cur`: sets the waiters bit and sleeps until a wake-up,
+    // a change, one liveness slice or `deadline` (-1 = none). False when it woke by time: the
+    // caller looks whether the owner is gone, and at its deadline.
+    bool sleep(std::uint32_t cur, std::int64_t deadline_ns) noexcept {
+        if (!(cur & waiters_bit) &&
+            !word.compare_exchange_strong(cur, cur | waiters_bit, std::memory_order_relaxed,
+                                          std::memory_order_relaxed))
+            return true;  // it changed: look again
+        const std::int64_t slice = posix::monotonic_ns() + liveness_check_ns;
+        const std::int64_t until = (deadline_ns >= 0 && deadline_ns < slice) ? deadline_ns : slice;
+        return posix::futex_wait(&word, cur | waiters_bit, until);
+    }
+
 private:
     lock_result lock_slow(std::int64_t deadline_ns) noexcept {
         const std::uint32_t me = std::uint32_t(self_pid());
-        for (int i = 0; i < spin_limit; ++i) {
-            posix::cpu_relax();
-            std::uint32_t expected = 0;
-            if (word.load(std::memory_order_relaxed) == 0 &&
-                word.compare_exchange_weak(expected, me, std::memory_order_acquire,
-                                           std::memory_order_relaxed))
-                return lock_result::acquired;
-        }
-        for (;;) {
+        for (int i = 0;; ++i) {
             std::uint32_t cur = word.load(std::memory_order_relaxed);
-            if (cur == 0) {
-                // Keep the waiters bit: others may still sleep, and a spurious wake is cheap.
-                if (word.compare_exchange_weak(cur, me | waiters_bit, std::memory_order_acquire,
+            if (cur == 0 || cur == waiters_bit) {
+                // One that slept sets the waiters bit: unlock() woke only it, others may still
+                // sleep, and a spurious wake is cheap.
+                const std::uint32_t bit = i >= spin_limit ? waiters_bit : cur;
+                if (word.compare_exchange_weak(cur, me | bit, std::memory_order_acquire,
                                                std::memory_order_relaxed))
                     return lock_result::acquired;
                 continue;
             }
-            if (!(cur & waiters_bit) &&
-                !word.compare_exchange_weak(cur, cur | waiters_bit, std::memory_order_relaxed,
-                                            std::memory_order_relaxed))
+            if (i < spin_limit) {
+                posix::cpu_relax();
                 continue;
-            std::int64_t now = posix::monotonic_ns();
-            if (deadline_ns >= 0 && now >= deadline_ns) return lock_result::timed_out;
-            std::int64_t slice = now + liveness_check_ns;
-            std::int64_t until = (deadline_ns >= 0 && deadline_ns < slice) ? deadline_ns : slice;
-            if (!posix::futex_wait(&word, cur | waiters_bit, until)) {
+            }
+            if (deadline_ns >= 0 && posix::monotonic_ns() >= deadline_ns)
+                return lock_result::timed_out;
+            if (!sleep(cur, deadline_ns)) {
                 // Woke by time: is the owner still there?
                 std::uint32_t seen = word.load(std::memory_order_relaxed);
-                int owner = int(seen & pid_mask);
-                if (owner != 0 && owner != int(me) && posix::process_gone(owner) &&
+                if (owner_gone(seen) &&
                     word.compare_exchange_strong(seen, me | waiters_bit,
                                                  std::memory_order_acquire,
                                                  std::memory_order_relaxed))

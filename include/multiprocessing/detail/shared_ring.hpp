@@ -55,12 +55,6 @@
 #include "posix/syscall.hpp"
 #include "timeout.hpp"
 
-// Fault injection for the crash-consistency tests (tests/test_ring_faults.cpp, which kills the
-// process at the named point); nothing otherwise.
-#ifndef MP_RING_FAULT_POINT
-#define MP_RING_FAULT_POINT(name) static_cast<void>(0)
-#endif
-
 namespace multiprocessing::detail {
 
 // One record's payload in the ring: `first`, then `second` when it wraps around the end.
@@ -179,6 +173,10 @@ public:
     // goes back to its initial size, giving the memory of a burst back to the system. (The
     // delay keeps a steady stream of big items from shrinking and regrowing the ring, with
     // all the page faults that costs, every time a consumer catches up.)
+    // The least an operation waits for a side's lock held by a live process, whatever its
+    // timeout: critical sections are copies, so that put_nowait() reports Full (get_nowait()
+    // Empty) when the queue is full (empty), not because another process was copying an item.
+    static constexpr std::int64_t lock_grace_ns = 20'000'000;
     static constexpr std::uint64_t default_shrink_threshold = 64u << 20;
     static constexpr std::int64_t default_shrink_delay_ns = 1'000'000'000;
 
@@ -224,15 +222,15 @@ public:
     // Whether this thread holds the producers' (consumers') lock as a lease now.
     bool leased(bool producers) const noexcept {
         const lease_lock& l = producers ? h_->put_lock : h_->get_lock;
-        return l.lease.load(std::memory_order_relaxed) ==
-               (lease_lock::self_id() | lease_lock::active_bit);
+        return l.leased_by(lease_lock::self_id());
     }
     static constexpr std::uint64_t record_size(std::uint64_t n) noexcept {
         return record_header + ((n + 7) & ~std::uint64_t(7));
     }
 
     // Appends one record of `n` bytes, filled by `fill(const ring_span&)`, waiting for room
-    // (maxsize) until `deadline` (monotonic ns; forever = -1). Returns false on timeout.
+    // (maxsize), and for the producers' lock, until `deadline` (monotonic ns; forever = -1).
+    // Returns false on timeout.
     // If `fill` throws, nothing is added and the exception propagates.
     template <class Fill>
     bool put(std::size_t n, Fill&& fill, std::int64_t deadline) {
@@ -243,7 +241,8 @@ public:
         waiting w;
         for (;;) {
             {
-                locked g(*this, put_side, may_lease);
+                locked g(*this, put_side, may_lease, deadline);
+                if (!g) return w.timed_out(*this);
                 const std::uint64_t produced = h.produced.load(std::memory_order_relaxed);
                 if (maxsize == 0 || has_room(produced, maxsize)) {
                     w.done(*this);
@@ -255,7 +254,8 @@ public:
                         put_view_.capacity) {
                         const std::uint64_t head = h.head.load(std::memory_order_acquire);
                         h.seen_head.store(head, std::memory_order_relaxed);
-                        if (tail - head + need > put_view_.capacity) grow(need);
+                        if (tail - head + need > put_view_.capacity && !grow(need, deadline))
+                            return w.timed_out(*this);
                     }
                     fill(span_at(put_view_, tail + record_header, n));
                     word_at(put_view_, tail + rec).store(free_mark, std::memory_order_relaxed);
@@ -284,7 +284,8 @@ public:
             // get holds when it looks for sleepers.
             std::uint32_t armed;
             {
-                locked g(*this, get_side);
+                locked g(*this, get_side, no_lease, deadline);
+                if (!g) return w.timed_out(*this);
                 if (count() < maxsize) continue;
                 armed = arm(h.not_full);
             }
@@ -293,7 +294,7 @@ public:
     }
 
     // Removes the oldest record, handing it to `take(const ring_span&)` first, waiting for one
-    // until `deadline`. Returns false on timeout. If `take` throws, the record is still
+    // (and for the consumers' lock) until `deadline`. Returns false on timeout. If `take` throws, the record is still
     // removed (as Python drops an item it cannot unpickle) and the exception propagates.
     template <class Take>
     bool get(Take&& take, std::int64_t deadline) {
@@ -301,7 +302,8 @@ public:
         waiting w;
         for (;;) {
             {
-                locked g(*this, get_side, may_lease);
+                locked g(*this, get_side, may_lease, deadline);
+                if (!g) return w.timed_out(*this);
                 const std::uint64_t consumed = h.consumed.load(std::memory_order_relaxed);
                 std::uint64_t produced = h.seen_produced.load(std::memory_order_relaxed);
                 if (produced == consumed) {
@@ -348,12 +350,13 @@ public:
             // producer's lease kept from shrinking can shrink.)
             std::uint32_t armed;
             {
-                locked g(*this, put_side);
+                locked g(*this, put_side, no_lease, deadline);
+                if (!g) return w.timed_out(*this);
                 if (count() > 0) continue;
                 armed = arm(h.not_empty);
                 if (h.capacity.load(std::memory_order_relaxed) >= h.shrink_threshold) {
-                    locked both(*this, get_side);
-                    shrink_if_idle();
+                    locked both(*this, get_side, no_lease, deadline);
+                    if (both) shrink_if_idle();
                 }
             }
             posix::futex_wait(&h.not_empty, armed, deadline);
@@ -385,7 +388,8 @@ public:
         for (;;) {
             std::uint32_t armed;
             {
-                locked g(*this, get_side);
+                locked g(*this, get_side, no_lease, deadline);
+                if (!g) return false;
                 if (unfinished_tasks() == 0) return true;
                 if (expired(deadline)) return false;
                 armed = arm(h_->all_done);
@@ -410,20 +414,26 @@ private:
     };
     enum side_t : std::uint8_t { put_side, get_side };
 
-    // Holds one side's lock (through this thread's lease if it has one); on entry brings that
-    // side's mapping up to the committed capacity and repairs what a dead owner left. Only the
+    // Holds one side's lock (through this thread's lease if it has one), or nothing when
+    // `deadline` passed first (false); on entry brings that side's mapping up to the committed
+    // capacity and repairs what a dead owner left. Only the
     // operations themselves may turn the lock into a lease on release: a thread that takes the
     // other side's lock to arm a wait or to grow the ring is no user of that side.
-    static constexpr bool may_lease = true;
+    static constexpr bool may_lease = true, no_lease = false;
     class locked {
     public:
-        locked(shared_ring& r, side_t side, bool lease = false)
+        locked(shared_ring& r, side_t side, bool lease = false, std::int64_t deadline = forever)
             : r_(r), side_(side), may_lease_(lease), me_(lease_lock::self_id()) {
             ring_header& h = *r_.h_;
             std::atomic<std::uint32_t>& repair = side == put_side ? h.put_repair : h.get_repair;
             if (lock().enter_leased(me_)) {
                 leased_ = true;
-            } else if (lock().acquire(me_) == lock_result::owner_died) [[unlikely]] {
+            } else if (const lock_result got = lock().acquire(deadline, lock_grace_ns);
+                       got != lock_result::acquired) [[unlikely]] {
+                if (got == lock_result::timed_out) {
+                    held_ = false;
+                    return;
+                }
                 repair.store(1, std::memory_order_relaxed);  // kept if the remap fails
                 h.recoveries.fetch_add(1, std::memory_order_relaxed);
             }
@@ -451,6 +461,7 @@ private:
             else lock().release(me_, may_lease_);
         }
         std::uint64_t self() const noexcept { return me_; }
+        explicit operator bool() const noexcept { return held_; }
 
     private:
         lease_lock& lock() const noexcept {
@@ -525,13 +536,15 @@ private:
     // file, maps it, copies each byte whose place (its count modulo the capacity) changes,
     // then commits the capacity. Until that store the old state stands, whole. The consumers'
     // mappings catch up when they next take their lock.
-    void grow(std::uint64_t need) {
+    // False when `deadline` passed before get_lock was free.
+    bool grow(std::uint64_t need, std::int64_t deadline) {
         ring_header& h = *h_;
-        locked g(*this, get_side);
+        locked g(*this, get_side, no_lease, deadline);
+        if (!g) return false;
         const std::uint64_t head = h.head.load(std::memory_order_relaxed);
         const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
         const std::uint64_t old_cap = put_view_.capacity;
-        if (old_cap - (tail - head) >= need) return;  // consumers made room meanwhile
+        if (old_cap - (tail - head) >= need) return true;  // consumers made room meanwhile
         const std::uint64_t new_cap = std::max(old_cap * 2, std::bit_ceil(tail - head + need));
         // Also cuts a file left bigger by a grower that died: nothing maps past the commit.
         posix::resize_file(fd_.get(), std::size_t(h.data_offset + new_cap));
@@ -552,6 +565,7 @@ private:
         MP_RING_FAULT_POINT(grow_committed);
         h.last_growth_ns.store(posix::monotonic_ns(), std::memory_order_relaxed);
         h.seen_head.store(head, std::memory_order_relaxed);
+        return true;
     }
 
     // Under get_lock, after a get emptied the ring: shrinks it if the producers' lock is free
