@@ -69,6 +69,11 @@ struct lease_lock {
     static_assert(((leased_bit | revoking_bit) & ~robust_mutex::waiters_bit &
                    ~robust_mutex::pid_mask) == (leased_bit | revoking_bit));
     static constexpr std::chrono::milliseconds revoke_fallback{1};
+    // A waiter sleeps this long at a time; one that woke by time takes a free word without the
+    // waiters bit, so that the releases after it make no system call while nobody else sleeps
+    // for long (a sleeper whose wake-up that drops polls within one slice). A bit kept set once
+    // anyone slept cost 4 contending producers about 13% of their throughput in futex wakes.
+    static constexpr std::int64_t sleep_slice_ns = 1'000'000;
     static constexpr std::uint32_t lease_after = 64;
 
     robust_mutex mutex;
@@ -112,11 +117,12 @@ struct lease_lock {
     lock_result acquire(std::int64_t deadline, std::int64_t grace_ns = 0) noexcept {
         const std::uint32_t me = std::uint32_t(self_pid());
         std::atomic<std::uint32_t>& word = mutex.word;
+        std::int64_t next_look = 0;  // when to look whether the owner is gone (0: not waiting yet)
         for (int i = 0;; ++i) {
             std::uint32_t w = word.load(std::memory_order_relaxed);
             const std::uint32_t waiters = w & robust_mutex::waiters_bit;
             if ((w & ~robust_mutex::waiters_bit) == 0) {
-                // Free. One that slept keeps the waiters bit set (see robust_mutex).
+                // Free. One woken by a release sets the waiters bit: others may still sleep.
                 const std::uint32_t bit = i >= robust_mutex::spin_limit ? robust_mutex::waiters_bit
                                                                         : waiters;
                 if (word.compare_exchange_weak(w, me | bit, std::memory_order_acquire,
@@ -137,11 +143,21 @@ struct lease_lock {
                 posix::cpu_relax();
                 continue;
             }
-            if (i == robust_mutex::spin_limit && deadline >= 0)
-                deadline = std::max(deadline, posix::monotonic_ns() + grace_ns);
-            const bool late = deadline >= 0 && posix::monotonic_ns() >= deadline;
-            if (late || !mutex.sleep(w, deadline)) {
-                // Woke by time (or out of it): is the owner still there?
+            std::int64_t now = posix::monotonic_ns();
+            if (next_look == 0) {
+                if (deadline >= 0) deadline = std::max(deadline, now + grace_ns);
+                next_look = now + robust_mutex::liveness_check_ns;
+            }
+            const bool late = deadline >= 0 && now >= deadline;
+            const std::int64_t until =
+                deadline >= 0 ? std::min(deadline, now + sleep_slice_ns) : now + sleep_slice_ns;
+            if (!late && mutex.sleep(w, until)) continue;  // woken: look again
+            // Woke by time: spin again, and take a free word without the waiters bit.
+            i = -1;
+            now = posix::monotonic_ns();
+            if (late || now >= next_look) {
+                next_look = now + robust_mutex::liveness_check_ns;
+                // Is the owner still there?
                 w = word.load(std::memory_order_relaxed);
                 if (robust_mutex::owner_gone(w)) {
                     const std::uint32_t mark = w & revoking_bit;
