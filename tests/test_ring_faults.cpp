@@ -64,17 +64,22 @@ std::shared_ptr<shared_ring> wrapped_ring(const std::vector<std::string>& items)
 
 // Runs `op` on the ring in a forked child that dies at `point`; `warm_up` first (an operation
 // of the same side, which leaves the child holding that side's lock as a lease).
+// Runs `f` in a forked child (a raw ring is no handle that can travel).
+template <class F>
+mp::Process forked(F f) {
+    mp::Process p(f);
+    p.start_method("fork");
+    p.start();
+    return p;
+}
+
 template <class Op, class WarmUp>
 void die_at(const char* point, std::shared_ptr<shared_ring> ring, Op op, WarmUp warm_up) {
-    mp::Process p(
-        [](std::shared_ptr<shared_ring> r, std::string at, Op op, WarmUp warm_up) {
-            warm_up(*r);
-            test::fault_point = at.c_str();
-            op(*r);
-        },
-        ring, std::string(point), op, warm_up);
-    p.start_method("fork");  // a raw ring is no handle that can travel
-    p.start();
+    auto p = forked([ring, point, op, warm_up] {
+        warm_up(*ring);
+        test::fault_point = point;
+        op(*ring);
+    });
     REQUIRE(test::finish(p) == -SIGKILL);
 }
 
@@ -262,15 +267,6 @@ std::shared_ptr<signals> make_signals() {
     REQUIRE(p != MAP_FAILED);
     sig = ::new (p) signals;
     return {sig, [](signals* s) { ::munmap(s, sizeof(signals)); }};
-}
-
-// Runs `f` in a forked child (the raw ring is no handle that can travel).
-template <class F>
-mp::Process forked(F f) {
-    mp::Process p(f);
-    p.start_method("fork");
-    p.start();
-    return p;
 }
 
 bool leases_possible() {
@@ -525,6 +521,7 @@ void produce(shared_ring& r, std::uint32_t gen) {
 // Takes one item as consumer `gen`; false when none came in time.
 bool consume(shared_ring& r, std::uint32_t gen, std::int64_t deadline) {
     std::string item;
+    std::uint32_t g = 0, q = 0;
     bool got = false;
     try {
         got = r.get(
@@ -532,7 +529,6 @@ bool consume(shared_ring& r, std::uint32_t gen, std::int64_t deadline) {
                 item.resize(s.size());
                 s.read(0, item.data(), item.size());
                 if (item.size() >= 8) {
-                    std::uint32_t g, q;
                     std::memcpy(&g, item.data(), 4);
                     std::memcpy(&q, item.data() + 4, 4);
                     b->taking[gen].store(key(g, q) + 1);
@@ -544,11 +540,6 @@ bool consume(shared_ring& r, std::uint32_t gen, std::int64_t deadline) {
         return false;
     }
     if (!got) return false;
-    std::uint32_t g = 0, q = 0;
-    if (item.size() >= 8) {
-        std::memcpy(&g, item.data(), 4);
-        std::memcpy(&q, item.data() + 4, 4);
-    }
     if (item.size() < 8 || g >= max_gens || q >= max_seq || item != make_item(g, q)) {
         fail("an item came back torn");
         return false;

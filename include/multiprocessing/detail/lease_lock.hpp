@@ -122,9 +122,10 @@ struct lease_lock {
             std::uint32_t w = word.load(std::memory_order_relaxed);
             const std::uint32_t waiters = w & robust_mutex::waiters_bit;
             if ((w & ~robust_mutex::waiters_bit) == 0) {
-                // Free. One woken by a release sets the waiters bit: others may still sleep.
-                const std::uint32_t bit = i >= robust_mutex::spin_limit ? robust_mutex::waiters_bit
-                                                                        : waiters;
+                // Free (a release clears the waiters bit too). One woken by a release sets it:
+                // others may still sleep.
+                const std::uint32_t bit =
+                    i >= robust_mutex::spin_limit ? robust_mutex::waiters_bit : 0;
                 if (word.compare_exchange_weak(w, me | bit, std::memory_order_acquire,
                                                std::memory_order_relaxed))
                     return lock_result::acquired;

@@ -79,10 +79,10 @@ private:
         const std::uint32_t me = std::uint32_t(self_pid());
         for (int i = 0;; ++i) {
             std::uint32_t cur = word.load(std::memory_order_relaxed);
-            if (cur == 0 || cur == waiters_bit) {
+            if (cur == 0) {
                 // One that slept sets the waiters bit: unlock() woke only it, others may still
                 // sleep, and a spurious wake is cheap.
-                const std::uint32_t bit = i >= spin_limit ? waiters_bit : cur;
+                const std::uint32_t bit = i >= spin_limit ? waiters_bit : 0;
                 if (word.compare_exchange_weak(cur, me | bit, std::memory_order_acquire,
                                                std::memory_order_relaxed))
                     return lock_result::acquired;

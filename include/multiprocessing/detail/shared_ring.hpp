@@ -173,12 +173,12 @@ public:
     // goes back to its initial size, giving the memory of a burst back to the system. (The
     // delay keeps a steady stream of big items from shrinking and regrowing the ring, with
     // all the page faults that costs, every time a consumer catches up.)
+    static constexpr std::uint64_t default_shrink_threshold = 64u << 20;
+    static constexpr std::int64_t default_shrink_delay_ns = 1'000'000'000;
     // The least an operation waits for a side's lock held by a live process, whatever its
     // timeout: critical sections are copies, so that put_nowait() reports Full (get_nowait()
     // Empty) when the queue is full (empty), not because another process was copying an item.
     static constexpr std::int64_t lock_grace_ns = 20'000'000;
-    static constexpr std::uint64_t default_shrink_threshold = 64u << 20;
-    static constexpr std::int64_t default_shrink_delay_ns = 1'000'000'000;
 
     // A new ring. `maxsize` counts items (0 = unbounded); `type_tag` is checked on adoption.
     explicit shared_ring(std::uint64_t maxsize = 0, std::uint64_t type_tag = 0,
@@ -294,8 +294,9 @@ public:
     }
 
     // Removes the oldest record, handing it to `take(const ring_span&)` first, waiting for one
-    // (and for the consumers' lock) until `deadline`. Returns false on timeout. If `take` throws, the record is still
-    // removed (as Python drops an item it cannot unpickle) and the exception propagates.
+    // (and for the consumers' lock) until `deadline`. Returns false on timeout. If `take`
+    // throws, the record is still removed (as Python drops an item it cannot unpickle) and the
+    // exception propagates.
     template <class Take>
     bool get(Take&& take, std::int64_t deadline) {
         ring_header& h = *h_;
@@ -416,9 +417,9 @@ private:
 
     // Holds one side's lock (through this thread's lease if it has one), or nothing when
     // `deadline` passed first (false); on entry brings that side's mapping up to the committed
-    // capacity and repairs what a dead owner left. Only the
-    // operations themselves may turn the lock into a lease on release: a thread that takes the
-    // other side's lock to arm a wait or to grow the ring is no user of that side.
+    // capacity and repairs what a dead owner left. Only the operations themselves may turn the
+    // lock into a lease on release: a thread that takes the other side's lock to arm a wait or
+    // to grow the ring is no user of that side.
     static constexpr bool may_lease = true, no_lease = false;
     class locked {
     public:
