@@ -110,6 +110,14 @@ void start_daemon_then_wait(shared_ints s) {
     for (;;) ::pause();
 }
 
+// Sends the authkey this process has, then the one a child of its own has.
+void report_authkey(mp::Connection c) {
+    c.send(mp::current_process().authkey());
+    mp::Process grandchild([](mp::Connection c2) { c2.send(mp::current_process().authkey()); }, c);
+    grandchild.start();
+    grandchild.join();
+}
+
 // Reads everything from a pipe until EOF.
 std::string drain(int fd) {
     std::string out;
@@ -287,7 +295,17 @@ TEST_CASE("misuse raises Python's errors") {
     running.join();
     running.close();
     running.close();  // closing twice is allowed
-    CHECK(running.exitcode() == 0);
+    // Python: every method of a closed process raises ValueError; its name still works.
+    CHECK_THROWS_WITH(running.exitcode(), "process object is closed");
+    CHECK_THROWS_WITH(running.daemon(), "process object is closed");
+    CHECK_THROWS_WITH(running.daemon(true), "process object is closed");
+    CHECK_THROWS_WITH(running.authkey(), "process object is closed");
+    CHECK_THROWS_WITH(running.authkey("k"), "process object is closed");
+    CHECK_THROWS_WITH(running.start_method(), "process object is closed");
+    CHECK_THROWS_WITH(running.start_method("spawn"), "process object is closed");
+    CHECK_THROWS_WITH(running.ident(), "process object is closed");
+    CHECK_THROWS_WITH(running.join(1s), "process object is closed");
+    CHECK(running.name().starts_with("Process-"));
     CHECK_THROWS_WITH(running.is_alive(), "process object is closed");
     CHECK_THROWS_WITH(running.join(), "process object is closed");
     CHECK_THROWS_WITH(running.start(), "process object is closed");
@@ -348,6 +366,31 @@ TEST_CASE("current_process and parent_process") {
     p.start();
     p.join();
     CHECK(s->value == 1);
+}
+
+TEST_CASE("current_process().authkey() is inherited by every child; Process::authkey sets one") {
+    const std::string key = mp::current_process().authkey();
+    CHECK(key.size() == 32);
+    CHECK(key != std::string(32, '\0'));
+    auto [r, w] = mp::Pipe(false);
+    auto keys_of = [&](mp::Process& p) {
+        p.start();
+        std::vector<std::string> got;
+        for (int i = 0; i < 2; ++i) {
+            REQUIRE(r.poll(20s));
+            got.push_back(r.recv<std::string>());
+        }
+        CHECK(test::finish(p) == 0);
+        return got;
+    };
+    mp::Process inherits(report_authkey, w);
+    CHECK(inherits.authkey() == key);
+    CHECK(keys_of(inherits) == std::vector<std::string>{key, key});
+
+    mp::Process given(report_authkey, w);
+    given.authkey("another key");
+    CHECK(keys_of(given) == std::vector<std::string>{"another key", "another key"});
+    CHECK(mp::current_process().authkey() == key);  // the parent's own is unchanged
 }
 
 TEST_CASE("active_children lists live children and reaps finished ones") {

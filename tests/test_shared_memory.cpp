@@ -175,7 +175,11 @@ TEST_CASE("SharedMemory: bad arguments") {
     REQUIRE_THROWS_AS(SharedMemory(std::nullopt, true, 0), mp::ValueError);
     REQUIRE_THROWS_AS(SharedMemory(std::nullopt, true, -5), mp::ValueError);
     REQUIRE_THROWS_AS(SharedMemory("x", false, -1), mp::ValueError);
-    REQUIRE_THROWS_AS(SharedMemory(), mp::ValueError);  // no name and create=false
+    REQUIRE_THROWS_AS(SharedMemory(std::nullopt), mp::ValueError);  // no name and create=false
+    SharedMemory empty;  // what a task's result starts as: closed, no name
+    CHECK(empty.buf().empty());
+    CHECK(empty.name().empty());
+    CHECK(empty.size() == 0);
     const std::string missing = "mp-does-not-exist-" + std::to_string(::getpid());
     try {
         SharedMemory nope(missing);

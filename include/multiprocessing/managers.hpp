@@ -58,16 +58,8 @@ using connection::Address;
 
 namespace detail::mgr {
 
-// Python: current_process().authkey: 32 random bytes, made once per process tree (a forked
-// child inherits them) and the default key of every manager.
-inline const std::string& process_authkey() {
-    static const std::string key = [] {
-        std::string k(32, '\0');
-        posix::random_bytes(k.data(), k.size());
-        return k;
-    }();
-    return key;
-}
+// Python: current_process().authkey, the default key of every manager.
+inline const std::string& process_authkey() { return current_process().authkey(); }
 
 // Where a manager is and how to get in.
 struct endpoint {

@@ -2,6 +2,7 @@
 // machinery of detail/worker_pool.hpp (shared with futures.hpp).
 #pragma once
 
+#include <any>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -59,7 +60,7 @@ using wire_arg = std::conditional_t<std::is_convertible_v<T, std::string_view> &
                                         !std::is_same_v<std::decay_t<T>, std::string>,
                                     std::string, std::decay_t<T>>;
 
-// Python's Pool(initializer=...): a task function, kept as the start of a task record.
+// Python's Pool(initializer=...): a task function, bound to the initargs when the pool is made.
 class initializer_fn {
 public:
     initializer_fn() = default;
@@ -69,34 +70,39 @@ public:
         using Fn = std::decay_t<F>;
         require_task_function<Fn>();
         using Params = typename callable_params<Fn>::type;
-        writer w(head_);
-        write_task_head<Fn, Params, true>(w, f);
+        bind_ = [fn = Fn(std::forward<F>(f))](const std::any& args) -> std::shared_ptr<worker_init> {
+            const auto* a = std::any_cast<Params>(&args);
+            if (!a) return nullptr;
+            return std::make_shared<bound_init<Fn, Params>>(fn, *a);
+        };
         params_ = std::string(type_name<Params>());
     }
-    explicit operator bool() const noexcept { return !head_.empty(); }
+    explicit operator bool() const noexcept { return bool(bind_); }
 
 private:
     friend class multiprocessing::Pool;
-    std::vector<std::byte> head_;
+    // Null when the arguments are not the initializer's parameters.
+    std::function<std::shared_ptr<worker_init>(const std::any&)> bind_;
     std::string params_;
 };
 
-// Python's Pool(initargs=...): the arguments, already serialized, with their types' name.
+// Python's Pool(initargs=...): the arguments as they travel, with their types' name. Kept as
+// values, not bytes: handles among them (a Lock, a Queue) are written into each worker's start
+// record when that worker starts.
 class packed_args {
 public:
     packed_args() : packed_args(std::tuple<>{}) {}
     template <class... A>
     packed_args(const std::tuple<A...>& args) {  // NOLINT: implicit, for `.initargs = {...}`
         using Wire = std::tuple<wire_arg<A>...>;
-        Wire wire = std::apply([](const auto&... a) { return Wire(a...); }, args);
-        std::vector<Wire> one{std::move(wire)};
-        serialize_into(bytes_, one);
+        require_serializable<Wire>();
+        args_ = std::apply([](const auto&... a) { return Wire(a...); }, args);
         types_ = std::string(type_name<Wire>());
     }
 
 private:
     friend class multiprocessing::Pool;
-    std::vector<std::byte> bytes_;
+    std::any args_;
     std::string types_;
 };
 
@@ -607,12 +613,11 @@ private:
         c.maxtasksperchild = o.maxtasksperchild;
         c.start_method = std::move(o.context);
         if (o.initializer) {
-            if (o.initializer.params_ != o.initargs.types_)
+            c.initializer = o.initializer.bind_(o.initargs.args_);
+            if (!c.initializer)
                 throw ValueError("Pool: initargs of type " + o.initargs.types_ +
                                  " do not match the initializer's parameters " +
                                  o.initializer.params_);
-            c.initializer = o.initializer.head_;
-            c.initializer.insert(c.initializer.end(), o.initargs.bytes_.begin(), o.initargs.bytes_.end());
         } else if (o.initargs.types_ != type_name<std::tuple<>>()) {
             throw ValueError("Pool: initargs given without an initializer");
         }

@@ -37,6 +37,7 @@
 namespace multiprocessing {
 
 class Process;
+Process& current_process();
 
 // Python: the keyword arguments name= and daemon= of Process(...).
 // (Default member initializers keep -Wextra quiet about omitted designated fields.)
@@ -61,9 +62,9 @@ struct process_state {
     int parent_pid = 0;
     int os_parent_pid = 0;  // when not parent_pid: a forkserver child's parent is the server
     std::unique_ptr<popen::Popen> popen;
-    std::optional<int> exitcode_after_close;
     bool closed = false;
     Process* owner = nullptr;
+    std::string authkey;  // Python: Process.authkey
 };
 
 struct process_globals {
@@ -79,6 +80,19 @@ inline process_globals& globals() {
     static process_globals g;
     return g;
 }
+
+// Python: the main process's authkey, 32 random bytes from os.urandom. Made while the program
+// starts, before anything can fork, so that every child inherits the same key (a key made
+// lazily in a forked child would be that child's own).
+inline const std::string& main_authkey() {
+    static const std::string key = [] {
+        std::string k(32, '\0');
+        posix::random_bytes(k.data(), k.size());
+        return k;
+    }();
+    return key;
+}
+inline const bool main_authkey_made = !main_authkey().empty();
 
 // Python: util._exit_function(): terminate the daemonic children, then join all of them.
 inline void exit_function() noexcept;
@@ -108,6 +122,7 @@ struct start_record {
     std::string parent_name;
     std::vector<std::byte> target;  // a task record (detail/task.hpp)
     std::int64_t resource_tracker = -1;  // index of the parent's tracker in the descriptors, or -1
+    std::string authkey;  // the child's current_process().authkey(), as Python's preparation data
 };
 
 [[noreturn]] inline void run_start_record(std::span<const std::byte> record, std::vector<int> fds,
@@ -210,10 +225,12 @@ public:
 
     // The start method this process uses: its context's, or the default one.
     std::string start_method() const {
+        check_closed();
         return state_->method.empty() ? detail::default_start_method() : state_->method;
     }
     // Binds the process to a start method (what ctx.Process(...) does).
     void start_method(std::string method) {
+        check_closed();
         if (state_->popen) throw ValueError("process has already started");
         state_->method = std::move(method);
     }
@@ -259,7 +276,6 @@ public:
                 throw ValueError(
                     "Cannot close a process while it is still running. You should first call "
                     "join() or terminate().");
-            state_->exitcode_after_close = rc;
             state_->popen.reset();
             forget_child();
         }
@@ -283,7 +299,7 @@ public:
     // Python: Process.exitcode: nullopt while running (or before start), 0 on return, the code
     // given to exit(), -N when killed by signal N, 1 when run() threw.
     std::optional<int> exitcode() const {
-        if (state_->closed) return state_->exitcode_after_close;
+        check_closed();
         if (state_->kind != detail::process_kind::child || !state_->popen) return std::nullopt;
         return state_->popen->poll();
     }
@@ -295,13 +311,28 @@ public:
         return state_->popen->sentinel();
     }
 
+    // Python: Process.authkey: the key of the manager connections and Listeners this process
+    // makes by default, inherited by the children it starts afterwards (set it before start()).
+    const std::string& authkey() const {
+        check_closed();
+        return state_->authkey;
+    }
+    void authkey(std::string key) {
+        check_closed();
+        state_->authkey = std::move(key);
+    }
+
     // Python: Process.name (get and set).
     const std::string& name() const noexcept { return state_->name; }
     void name(std::string n) { state_->name = std::move(n); }
 
     // Python: Process.daemon (get and set; set only before start()).
-    bool daemon() const noexcept { return state_->daemon; }
+    bool daemon() const {
+        check_closed();
+        return state_->daemon;
+    }
     void daemon(bool d) {
+        check_closed();
         if (state_->popen) throw ValueError("process has already started");
         state_->daemon = d;
     }
@@ -333,6 +364,7 @@ private:
         state_->name = std::move(name);
         state_->parent_pid = pid;
         state_->owner = this;
+        if (kind == detail::process_kind::main) state_->authkey = detail::main_authkey();
     }
 
     void init(ProcessOptions options) {
@@ -343,6 +375,7 @@ private:
             state_->identity.push_back(++g.counter);
         }
         state_->parent_pid = detail::self_pid();
+        state_->authkey = current_process().authkey();
         state_->parent_name = g.current ? g.current->name() : std::string("MainProcess");
         state_->daemon = options.daemon ? *options.daemon : current_is_daemon();
         if (options.name) {
@@ -417,6 +450,7 @@ private:
             g.counter = 0;
             g.parent.reset(new Process(special_tag{}, detail::process_kind::parent,
                                        state_->parent_name, parent_pid));
+            g.parent->state_->authkey = state_->authkey;
             g.current = this;
             // Beyond Python: a daemonic child dies with its parent, even one killed by SIGKILL.
             int os_parent = state_->os_parent_pid ? state_->os_parent_pid : parent_pid;
@@ -470,9 +504,15 @@ private:
             std::vector<std::byte> target;
             detail::writer w(target);
             write_target_(w);
-            detail::start_record r{method,           state_->name,        state_->identity,
-                                   state_->daemon,   state_->parent_pid,  state_->parent_name,
-                                   std::move(target)};
+            detail::start_record r{.method = method,
+                                   .name = state_->name,
+                                   .identity = state_->identity,
+                                   .daemon = state_->daemon,
+                                   .parent_pid = state_->parent_pid,
+                                   .parent_name = state_->parent_name,
+                                   .target = std::move(target),
+                                   .resource_tracker = -1,
+                                   .authkey = state_->authkey};
             // The child registers the segments it creates with our tracker, if one runs.
             if (int fd = detail::resource_tracker::instance().fd(); fd >= 0)
                 r.resource_tracker = detail::export_fd(fd, "resource tracker");
@@ -586,6 +626,7 @@ namespace detail {
     p->state_->daemon = rec.daemon;
     p->state_->parent_name = std::move(rec.parent_name);
     p->state_->method = rec.method;
+    p->state_->authkey = std::move(rec.authkey);
     if (rec.method == "forkserver") p->state_->os_parent_pid = int(::getppid());
     p->target_ = std::make_unique<Process::record_target>(std::move(rec.target), std::move(fds));
     ::_exit(p->bootstrap());

@@ -472,6 +472,14 @@ private:
 
 // Python: pickle.Unpickler. A bounds-checked cursor over encoded bytes, for several values in one
 // buffer; also the archive handed to read-side serialize hooks.
+// True while this thread decodes a value: a handle whose default constructor makes or demands
+// something (SharedMemory) is then the empty object its value is decoded into.
+inline int& decoding_depth() noexcept {
+    static thread_local int depth = 0;
+    return depth;
+}
+inline bool decoding() noexcept { return decoding_depth() > 0; }
+
 class reader {
 public:
     static constexpr bool is_loading = true;
@@ -482,6 +490,7 @@ public:
     T read() {
         require_serializable<T>();
         if constexpr (serializable<T>) {
+            decoding_scope scope;
             T v{};
             decode(v);
             return v;
@@ -494,7 +503,10 @@ public:
     template <class T>
     void read_into(T& v) {
         require_serializable<T>();
-        if constexpr (serializable<T>) decode(v);
+        if constexpr (serializable<T>) {
+            decoding_scope scope;
+            decode(v);
+        }
     }
 
     // The hook's `ar(a, b, c)`.
@@ -540,6 +552,13 @@ public:
     }
 
 private:
+    struct decoding_scope {
+        decoding_scope() noexcept { ++decoding_depth(); }
+        ~decoding_scope() { --decoding_depth(); }
+        decoding_scope(const decoding_scope&) = delete;
+        decoding_scope& operator=(const decoding_scope&) = delete;
+    };
+
     // Elements that encode to nothing cost no input, so their number is capped separately.
     static constexpr std::size_t max_empty_elements = std::size_t(1) << 20;
     // Only hooks nest as deep as the data says (a tree); bound it before the stack is.

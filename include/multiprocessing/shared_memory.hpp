@@ -5,11 +5,13 @@
 // random bits. The creator registers each segment with the resource tracker, which unlinks it
 // when the program ends if nobody called unlink(), even after a SIGKILL.
 //
-// Under spawn and forkserver a SharedMemory or a ShareableList passed to a child as an argument
-// travels by name, as Python pickles it: the child attaches (it does not register the segment
-// with the resource tracker: attaching is not creating), so the segment must still have its name
-// when the child starts. A child registers the segments it creates with its parent's tracker
-// (process.hpp hands the tracker over), so they outlive the child as under fork.
+// A SharedMemory or a ShareableList travels by name, as Python pickles it: as a child's argument
+// under spawn and forkserver, in a Pool's initargs, as a task's argument or result, through a
+// Queue or Pipe. The receiver attaches (it does not register the segment with the resource
+// tracker: attaching is not creating, so the creator's tracker stays responsible for unlinking),
+// so the segment must still have its name when it arrives. A child registers the segments it
+// creates with its parent's tracker (process.hpp hands the tracker over), so they outlive the
+// child as under fork. SharedMemory(track=false) is never registered (Python 3.13).
 #pragma once
 
 #include <algorithm>
@@ -27,7 +29,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "detail/fd_table.hpp"
+#include "serialization.hpp"
 #include "detail/posix/named_shm.hpp"
 #include "detail/posix/shm.hpp"
 #include "detail/resource_tracker.hpp"
@@ -35,11 +37,12 @@
 
 namespace multiprocessing::shared_memory {
 
-// Python: the keyword arguments of SharedMemory(name=None, create=False, size=0).
+// Python: the keyword arguments of SharedMemory(name=None, create=False, size=0, *, track=True).
 struct SharedMemoryOptions {
     std::optional<std::string> name = std::nullopt;
     bool create = false;
     std::ptrdiff_t size = 0;
+    bool track = true;
 };
 
 // Python: multiprocessing.shared_memory.SharedMemory. A copyable handle: copies share one
@@ -47,14 +50,13 @@ struct SharedMemoryOptions {
 // the segment except unlink() or, at the end of the program, the resource tracker.
 class SharedMemory {
 public:
-    // Python: SharedMemory(name=None, create=False, size=0). The name may come with or
-    // without its leading slash; `size` is ignored when attaching.
-    // SharedMemory() throws, as Python's does, except while a start record is read or written:
-    // there it is the closed handle a child's argument is decoded into before it attaches.
-    explicit SharedMemory(std::optional<std::string> name = std::nullopt, bool create = false,
-                          std::ptrdiff_t size = 0)
+    // Python: SharedMemory(name=None, create=False, size=0, track=True). The name may come with
+    // or without its leading slash; `size` is ignored when attaching. With track=false the
+    // segment is never registered with the resource tracker: unlink() is the caller's job.
+    explicit SharedMemory(std::optional<std::string> name, bool create = false,
+                          std::ptrdiff_t size = 0, bool track = true)
         : s_(std::make_shared<state>()) {
-        if (!name && !create && size == 0 && detail::fd_table::current()) return;
+        s_->track = track;
         if (size < 0) throw ValueError("'size' must be a positive integer");
         if (create && size == 0)
             throw ValueError("'size' must be a positive number different from zero");
@@ -65,10 +67,14 @@ public:
             attach(*name);
         s_->map = detail::posix::mapping(s_->fd.get(), s_->size);
     }
-    explicit SharedMemory(const SharedMemoryOptions& o) : SharedMemory(o.name, o.create, o.size) {}
+    // An empty handle, as closed, with no name (Python has none; SharedMemory(None) throws as
+    // Python's SharedMemory() does). What a task's result or a decoded value starts as.
+    SharedMemory() : s_(std::make_shared<state>()) {}
+    explicit SharedMemory(const SharedMemoryOptions& o)
+        : SharedMemory(o.name, o.create, o.size, o.track) {}
 
     // Python: SharedMemory.name (without the leading slash, as Python reports it).
-    std::string name() const { return s_->name.substr(1); }
+    std::string name() const { return s_->name.empty() ? std::string() : s_->name.substr(1); }
     // Python: SharedMemory.size (the segment's size in bytes).
     std::size_t size() const noexcept { return s_->size; }
     // Python: SharedMemory.buf; empty after close().
@@ -85,14 +91,13 @@ public:
     // Python: SharedMemory.unlink(): removes the name; mappings stay valid until closed.
     void unlink() const {
         detail::posix::shm_remove(s_->name);
-        detail::resource_tracker::instance().unregister_shm(s_->name);
+        if (s_->track) detail::resource_tracker::instance().unregister_shm(s_->name);
     }
 
-    // Under spawn and forkserver: travels to a child as an argument by name; the child attaches
-    // (see the top of the file). A closed handle arrives closed, as under fork.
+    // Travels by name; the receiver attaches (see the top of the file). A closed handle arrives
+    // closed, as under fork.
     template <class Archive>
     void serialize(Archive& ar) {
-        if (!detail::fd_table::current()) detail::no_fd_table("SharedMemory");
         std::string name = s_->name;
         std::uint64_t size = s_->size;
         bool open = s_->map.data() != nullptr;
@@ -114,6 +119,7 @@ private:
         detail::posix::unique_fd fd;
         detail::posix::mapping map;
         std::size_t size = 0;
+        bool track = true;  // registered with the resource tracker (when this process made it)
     };
 
     static std::string with_slash(const std::string& name) {
@@ -122,7 +128,7 @@ private:
 
     void make(const std::optional<std::string>& name, std::size_t size) {
         auto& tracker = detail::resource_tracker::instance();
-        tracker.ensure_running();
+        if (s_->track) tracker.ensure_running();
         if (name) {
             s_->name = with_slash(*name);
             s_->fd = detail::posix::shm_create(s_->name);
@@ -135,12 +141,12 @@ private:
             } while (!s_->fd);
         }
         // Tracked from the moment it exists: a SIGKILL from here on leaks nothing.
-        tracker.register_shm(s_->name);
+        if (s_->track) tracker.register_shm(s_->name);
         try {
             detail::posix::resize_file(s_->fd.get(), size);
         } catch (...) {
             detail::posix::shm_remove(s_->name, std::nothrow);
-            tracker.unregister_shm(s_->name);
+            if (s_->track) tracker.unregister_shm(s_->name);
             throw;
         }
         s_->size = size;
@@ -174,8 +180,8 @@ public:
                  (!std::same_as<std::remove_cvref_t<R>, ShareableList>)  // a copy is a handle
     explicit ShareableList(R&& sequence, std::optional<std::string> name = std::nullopt)
         : ShareableList(items_tag{}, collect(sequence), std::move(name)) {}
-    // Python: ShareableList(): a new, empty list. (While a start record is read or written, the
-    // placeholder a child's argument is decoded into: no segment.)
+    // Python: ShareableList(): a new, empty list. (While a value is decoded, the placeholder it
+    // is decoded into: no segment.)
     ShareableList() : ShareableList(placeholder()) {}
     // Python: ShareableList(name=...): attaches to an existing list (pass std::nullopt, as
     // Python passes None for the sequence).
@@ -214,11 +220,9 @@ public:
     // Python: ShareableList.shm
     const SharedMemory& shm() const noexcept { return shm_; }
 
-    // Under spawn and forkserver: travels to a child as an argument by name; the child attaches
-    // (see the top of the file).
+    // Travels by name; the receiver attaches (see the top of the file).
     template <class Archive>
     void serialize(Archive& ar) {
-        if (!detail::fd_table::current()) detail::no_fd_table("ShareableList");
         std::string name;
         if constexpr (!Archive::is_loading) name = shm_.name();
         ar(name);
@@ -229,7 +233,7 @@ private:
     struct items_tag {};
     struct placeholder_tag {};
     static ShareableList placeholder() {
-        if (detail::fd_table::current()) return ShareableList(placeholder_tag{});
+        if (detail::decoding()) return ShareableList(placeholder_tag{});
         return ShareableList(std::initializer_list<T>{});
     }
     explicit ShareableList(placeholder_tag) : data_(nullptr), size_(0) {}

@@ -67,13 +67,59 @@ struct region_ref {
     }
 };
 
+// A pool's initializer bound to its initargs, as every worker (replacements too) gets it: under
+// fork the copy in memory; under spawn and forkserver written into each worker's start record, so
+// that handles among the initargs travel as a Process's arguments do (detail/fd_table.hpp).
+struct worker_init {
+    virtual ~worker_init() = default;
+    virtual void run() = 0;
+    // A code_ref to the function that reads it back, then its parts.
+    virtual void write(writer& w) const = 0;
+};
+using worker_init_reader = std::shared_ptr<worker_init> (*)(reader&);
+
+template <class F, class Args>
+struct bound_init final : worker_init {
+    bound_init(F fn, Args a) : f(std::move(fn)), args(std::move(a)) {}
+    void run() override {
+        std::apply([&](auto&... xs) { std::invoke(f, xs...); }, args);
+    }
+    void write(writer& w) const override {
+        w.write(to_code_ref(&read));
+        write_callable(w, f);
+        w.write(args);
+    }
+    static std::shared_ptr<worker_init> read(reader& r) {
+        F fn = read_callable<F>(r);
+        auto a = r.read<Args>();
+        return std::make_shared<bound_init>(std::move(fn), std::move(a));
+    }
+    F f;
+    Args args;
+};
+
+struct worker_init_ref {
+    std::shared_ptr<worker_init> init;  // null: no initializer
+    template <class Archive>
+    void serialize(Archive& ar) {
+        bool present = init != nullptr;
+        ar(present);
+        if constexpr (Archive::is_loading) {
+            init = present ? from_code_ref_as<worker_init_reader>(ar.template read<code_ref>())(ar)
+                           : nullptr;
+        } else if (present) {
+            init->write(ar);
+        }
+    }
+};
+
 // What a worker process is started with.
 struct worker_args {
     ring_ref tasks, results;
     region_ref slots;
     std::uint64_t index = 0;
     int maxtasks = 0;
-    std::vector<std::byte> initializer;
+    worker_init_ref initializer;
 };
 
 inline void pool_worker_entry(worker_args args);
@@ -107,7 +153,7 @@ struct pool_config {
     int processes = 1;
     std::string start_method;                 // empty: the default one
     int maxtasksperchild = 0;                 // 0: workers live as long as the pool
-    std::vector<std::byte> initializer;       // empty, or a task record run once per worker
+    std::shared_ptr<worker_init> initializer;  // null, or run once in each worker
     bool break_on_worker_death = false;       // ProcessPoolExecutor's BrokenProcessPool
     std::string worker_name = "PoolWorker";  // after the method's prefix
     // Builds the error a task gets when its worker dies (Pool and executor word it differently).
@@ -250,15 +296,15 @@ public:
         std::shared_ptr<posix::region> slots;
         std::size_t index;
         int maxtasks;
-        const std::vector<std::byte>* initializer;
+        worker_init* initializer;
     };
 
     static void worker_main(const channels& ch) {
         auto* slot = static_cast<worker_slot*>(ch.slots->data()) + ch.index;
         std::vector<std::byte> task, out;
-        if (!ch.initializer->empty()) {
+        if (ch.initializer) {
             try {
-                run_record(*ch.initializer, out);
+                ch.initializer->run();
             } catch (...) {
                 put_result(*ch.results, {0, 0, result_status::init_error},
                            pack_exception(std::current_exception()));
@@ -314,7 +360,7 @@ private:
         auto* slot = static_cast<worker_slot*>(slots_->data()) + i;
         slot->job.store(0);
         worker_args args{{tasks_}, {results_}, {slots_}, i, config_.maxtasksperchild,
-                         config_.initializer};
+                         {config_.initializer}};
         auto p = std::make_unique<Process>(ProcessOptions{.name = std::nullopt, .daemon = true},
                                            &pool_worker_entry, std::move(args));
         if (!config_.start_method.empty()) p->start_method(config_.start_method);
@@ -538,7 +584,7 @@ private:
 
 inline void pool_worker_entry(worker_args args) {
     worker_pool::worker_main({args.tasks.ring, args.results.ring, args.slots.region,
-                              std::size_t(args.index), args.maxtasks, &args.initializer});
+                              std::size_t(args.index), args.maxtasks, args.initializer.init.get()});
 }
 
 }  // namespace multiprocessing::detail

@@ -16,7 +16,6 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -25,20 +24,6 @@
 #include "syscall.hpp"
 
 namespace multiprocessing::detail::posix {
-
-// Fills `buf` with random bytes from the kernel (Python: os.urandom).
-inline void random_bytes(void* buf, std::size_t n) {
-    auto* p = static_cast<unsigned char*>(buf);
-    std::size_t got = 0;
-    while (got < n) {
-        ssize_t r = MP_SYSCALL(::getrandom(p + got, n - got, 0));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("getrandom");
-        }
-        got += std::size_t(r);
-    }
-}
 
 // A socket address of either family, as the kernel takes it.
 struct socket_address {

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 // Every system call of the library goes through this hook, so a test can wrap it to fake
@@ -93,6 +94,20 @@ inline bool wait_readable(int fd, std::int64_t deadline_ns) {
         if (r > 0) return true;
         if (r == -1 && errno != EINTR) throw_errno("poll");
         if (r == 0 && deadline_ns >= 0 && monotonic_ns() >= deadline_ns) return false;
+    }
+}
+
+// Fills `buf` with random bytes from the kernel (Python: os.urandom).
+inline void random_bytes(void* buf, std::size_t n) {
+    auto* p = static_cast<unsigned char*>(buf);
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = MP_SYSCALL(::getrandom(p + got, n - got, 0));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("getrandom");
+        }
+        got += std::size_t(r);
     }
 }
 
