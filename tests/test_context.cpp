@@ -127,6 +127,31 @@ TEST_CASE("a Pool and an executor under each start method") {
     }
 }
 
+namespace {
+void add_raw(mp::RawValue<int> v, mp::RawArray<int> a, mp::DictProxy<int, int> d) {
+    v.value() += 1;
+    a[1] += 1;
+    d[1] = 2;
+}
+}  // namespace
+
+TEST_CASE("a context's RawValue, RawArray and Manager") {
+    for (const char* method : {"fork", "spawn", "forkserver"}) {
+        CAPTURE(method);
+        auto ctx = mp::get_context(method);
+        auto v = ctx.RawValue<int>(41);
+        auto a = ctx.RawArray<int>(std::vector{1, 2, 3});
+        auto m = ctx.Manager();
+        auto d = m.dict<int, int>();
+        auto p = ctx.Process(add_raw, v, a, d);
+        p.start();
+        REQUIRE(test::finish(p) == 0);
+        CHECK(v.value() == 42);
+        CHECK(a[1] == 3);
+        CHECK(d.at(1) == 2);
+    }
+}
+
 TEST_CASE("the forkserver goes away with a parent killed by SIGKILL, and its daemons with it") {
     auto s = shared::create();
     mp::Process middle(start_forkserver_daemon_then_wait, s);

@@ -293,3 +293,54 @@ TEST_CASE("a SharedMemory travels by name as a task's argument and result, and i
     CHECK(q.get(20s).buf().empty());
     mine.unlink();
 }
+
+namespace {
+
+template <class L>
+void report_locked(L lock, mp::Value<int> out) {
+    out.value() = lock.locked() ? 1 : 2;
+}
+
+// One body for the library's primitives and the manager's proxies of them.
+template <class L, class R, class S>
+void check_locked(L lock, R rlock, S sem) {
+    auto seen_by_child = [&](auto l) {
+        mp::Value<int> out(0);
+        auto p = test::start(report_locked<decltype(l)>, l, out);
+        REQUIRE(test::finish(p) == 0);
+        return out.value() == 1;
+    };
+    CHECK_FALSE(lock.locked());
+    CHECK_FALSE(seen_by_child(lock));
+    REQUIRE(lock.acquire(true, 5.0));
+    CHECK(lock.locked());
+    CHECK(seen_by_child(lock));
+    lock.release();
+    CHECK_FALSE(lock.locked());
+
+    REQUIRE(rlock.acquire(true, 5.0));
+    REQUIRE(rlock.acquire(true, 5.0));
+    CHECK(rlock.locked());
+    CHECK(seen_by_child(rlock));
+    rlock.release();
+    CHECK(rlock.locked());  // still held once
+    rlock.release();
+    CHECK_FALSE(rlock.locked());
+
+    CHECK_FALSE(sem.locked());
+    REQUIRE(sem.acquire(true, 5.0));
+    CHECK(sem.locked());  // its value is 0: acquire() would block
+    CHECK(seen_by_child(sem));
+    sem.release();
+    CHECK_FALSE(sem.locked());
+}
+
+}  // namespace
+
+TEST_CASE("locked() on Lock, RLock and Semaphore, and on their manager proxies") {
+    SECTION("the library's objects") { check_locked(mp::Lock(), mp::RLock(), mp::Semaphore(1)); }
+    SECTION("a manager's proxies") {
+        auto m = mp::Manager();
+        check_locked(m.Lock(), m.RLock(), m.Semaphore(1));
+    }
+}

@@ -11,6 +11,7 @@
 #include "connection.hpp"
 #include "errors.hpp"
 #include "futures.hpp"
+#include "managers.hpp"
 #include "pool.hpp"
 #include "popen/forkserver.hpp"
 #include "process.hpp"
@@ -128,6 +129,17 @@ public:
     multiprocessing::Array<T> Array(A&&... args) const {
         return multiprocessing::Array<T>(std::forward<A>(args)...);
     }
+    template <class T, class... A>
+    multiprocessing::RawValue<T> RawValue(A&&... args) const {
+        return multiprocessing::RawValue<T>(std::forward<A>(args)...);
+    }
+    template <class T, class... A>
+    multiprocessing::RawArray<T> RawArray(A&&... args) const {
+        return multiprocessing::RawArray<T>(std::forward<A>(args)...);
+    }
+    // Python: ctx.Manager(). The server is forked under every method: it runs no user code
+    // and holds no handle a fresh image would need, so fork's start-up is all it takes.
+    SyncManager Manager() const { return multiprocessing::Manager(); }
     int cpu_count() const { return multiprocessing::cpu_count(); }
 
 private:

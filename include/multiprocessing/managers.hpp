@@ -680,6 +680,8 @@ public:
     // Python: release(); a Lock not held throws std::runtime_error, an RLock or Condition not
     // owned by this thread std::runtime_error, a BoundedSemaphore above its value mp::ValueError.
     void release() const { call(detail::mgr::op::release); }
+    // Python 3.14: locked(); whether the object is held now (a Semaphore: its value is 0).
+    bool locked() const { return call_for<bool>(detail::mgr::op::locked); }
 
     // Lockable and TimedLockable.
     void lock() const { acquire(); }

@@ -303,6 +303,9 @@ public:
         return s_->owner_died.load(std::memory_order_relaxed) != 0;
     }
 
+    // Python 3.14: Lock.locked(); held by some process (a dead holder's too, until taken over).
+    bool locked() const noexcept { return s_->mutex.owner() != 0; }
+
     // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
     template <class Archive>
     void serialize(Archive& ar) {
@@ -357,6 +360,9 @@ public:
     bool previous_owner_died() const noexcept {
         return s_->owner_died.load(std::memory_order_relaxed) != 0;
     }
+
+    // Python 3.14: RLock.locked(); held by some thread of some process.
+    bool locked() const noexcept { return s_->mutex.owner() != 0; }
 
     // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
     template <class Archive>
@@ -421,6 +427,9 @@ public:
     }
     bool previous_owner_died() const noexcept {
         return std::visit([](const auto& l) { return l.previous_owner_died(); }, v_);
+    }
+    bool locked() const noexcept {
+        return std::visit([](const auto& l) { return l.locked(); }, v_);
     }
     // The lock itself, when it is of type L; nullptr otherwise.
     template <class L>
@@ -487,6 +496,8 @@ public:
 
     // Python: Semaphore.get_value()
     int get_value() const noexcept { return int(s_->value.load(std::memory_order_relaxed)); }
+    // Python 3.14: Semaphore.locked(); whether acquire() would block now (its value is 0).
+    bool locked() const noexcept { return get_value() == 0; }
 
     // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
     template <class Archive>

@@ -56,7 +56,7 @@ enum class op : std::uint8_t {
     // The server itself (object id 0).
     create, create_registered, shutdown, dummy,
     // Shared by several kinds.
-    len, clear, acquire, release,
+    len, clear, acquire, release, locked,
     // dict
     dict_get, dict_set, dict_contains, dict_pop, dict_setdefault, dict_keys, dict_values,
     dict_items, dict_update, dict_popitem,
@@ -525,6 +525,10 @@ struct acquirer_object final : server_object {
                 }
                 cv.notify_all();
                 return {};
+            case op::locked:  // Python 3.14: whether acquire() would block (for a Semaphore: value 0)
+                return {encode(k == kind::lock    ? locked
+                               : k == kind::rlock ? rlock.depth > 0
+                                                  : value == 0)};
             default: unsupported(r, "lock");
         }
     }
@@ -543,6 +547,7 @@ struct condition_object final : server_object {
         switch (r.code) {
             case op::acquire: return {encode(rlock.acquire(lock, cv, ctx, r.timeout_ns))};
             case op::release: rlock.release(cv, ctx); return {};
+            case op::locked: return {encode(rlock.depth > 0)};
             case op::condition_wait: {
                 if (!rlock.depth || rlock.owner != ctx.id)
                     throw std::runtime_error("cannot wait on un-acquired lock");
