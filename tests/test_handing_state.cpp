@@ -263,6 +263,7 @@ Shm make_segment(int v) {
     for (auto& b : s.buf()) b = std::byte(v);
     return s;
 }
+List make_list(int v) { return List{v, v + 1}; }
 bool all_bytes(const Shm& s, int v) {
     return !s.buf().empty() &&
            std::all_of(s.buf().begin(), s.buf().end(), [&](std::byte b) { return b == std::byte(v); });
@@ -271,7 +272,8 @@ bool all_bytes(const Shm& s, int v) {
 }  // namespace
 
 TEST_CASE("a SharedMemory travels by name as a task's argument and result, and in a message") {
-    mp::Pool pool(1);
+    // Each worker retires after a task: a segment it made outlives it (the pool's tracker).
+    mp::Pool pool({.processes = 1, .maxtasksperchild = 1});
     Shm mine(std::nullopt, true, 32);
     auto back = pool.apply_async(fill, std::tuple{mine, 5}).get(60s);
     CHECK(back.name() == mine.name());
@@ -282,6 +284,14 @@ TEST_CASE("a SharedMemory travels by name as a task's argument and result, and i
     CHECK(made.size() == 16);
     CHECK(all_bytes(made, 9));
     made.unlink();
+    CHECK_THROWS_AS(Shm().unlink(), mp::ValueError);  // an empty handle has no name
+
+    auto lists = pool.map_async(make_list, std::vector{1, 5}).get(60s);
+    REQUIRE(lists.size() == 2);
+    CHECK(std::vector<int>(lists[0].begin(), lists[0].end()) == std::vector{1, 2});
+    CHECK(std::vector<int>(lists[1].begin(), lists[1].end()) == std::vector{5, 6});
+    CHECK(lists[0].shm().name() != lists[1].shm().name());
+    for (auto& l : lists) l.shm().unlink();
 
     mp::Queue<Shm> q;
     q.put(mine);

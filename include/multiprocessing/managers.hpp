@@ -59,7 +59,7 @@ using connection::Address;
 namespace detail::mgr {
 
 // Python: current_process().authkey, the default key of every manager.
-inline const std::string& process_authkey() { return current_process().authkey(); }
+inline std::string process_authkey() { return current_process().authkey(); }
 
 // Where a manager is and how to get in.
 struct endpoint {

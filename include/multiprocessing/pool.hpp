@@ -183,6 +183,7 @@ struct eager_job final : job_base {
     eager_job(std::shared_ptr<result_state<value_type>> s, std::vector<std::size_t> starts)
         : state(std::move(s)), starts(std::move(starts)), done(this->starts.size() - 1, 0),
           left(this->starts.size() - 1) {
+        decoding_scope placeholders;  // the results are decoded into these later
         results.resize(this->starts.back());
     }
 

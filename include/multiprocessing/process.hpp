@@ -92,7 +92,14 @@ inline const std::string& main_authkey() {
     }();
     return key;
 }
-inline const bool main_authkey_made = !main_authkey().empty();
+inline const bool main_authkey_made = [] {
+    try {
+        (void)main_authkey();
+    } catch (...) {
+        // No getrandom (a seccomp filter): made, or reported, on first use instead.
+    }
+    return true;
+}();
 
 // Python: util._exit_function(): terminate the daemonic children, then join all of them.
 inline void exit_function() noexcept;
@@ -268,8 +275,11 @@ public:
     void kill() { send_signal(SIGKILL); }
 
     // Python: Process.close(): releases the resources; the object is unusable afterwards.
+    // Closing the current process or the main one does nothing, as in Python.
     void close() {
-        if (state_->closed) return;
+        if (state_->closed || state_->kind != detail::process_kind::child ||
+            this == detail::globals().current)
+            return;
         if (state_->popen) {
             auto rc = state_->popen->poll();
             if (!rc)
@@ -313,12 +323,13 @@ public:
 
     // Python: Process.authkey: the key of the manager connections and Listeners this process
     // makes by default, inherited by the children it starts afterwards (set it before start()).
-    const std::string& authkey() const {
-        check_closed();
+    // A copy, as another thread (a Pool's handler) may read it while this one sets it.
+    std::string authkey() const {
+        std::lock_guard lock(detail::globals().mutex);
         return state_->authkey;
     }
     void authkey(std::string key) {
-        check_closed();
+        std::lock_guard lock(detail::globals().mutex);
         state_->authkey = std::move(key);
     }
 
@@ -327,10 +338,7 @@ public:
     void name(std::string n) { state_->name = std::move(n); }
 
     // Python: Process.daemon (get and set; set only before start()).
-    bool daemon() const {
-        check_closed();
-        return state_->daemon;
-    }
+    bool daemon() const noexcept { return state_->daemon; }
     void daemon(bool d) {
         check_closed();
         if (state_->popen) throw ValueError("process has already started");
@@ -512,7 +520,7 @@ private:
                                    .parent_name = state_->parent_name,
                                    .target = std::move(target),
                                    .resource_tracker = -1,
-                                   .authkey = state_->authkey};
+                                   .authkey = authkey()};
             // The child registers the segments it creates with our tracker, if one runs.
             if (int fd = detail::resource_tracker::instance().fd(); fd >= 0)
                 r.resource_tracker = detail::export_fd(fd, "resource tracker");

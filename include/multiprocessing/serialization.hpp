@@ -479,6 +479,14 @@ inline int& decoding_depth() noexcept {
     return depth;
 }
 inline bool decoding() noexcept { return decoding_depth() > 0; }
+// Marks a scope as decoding: also where objects are default-constructed to be decoded into
+// later (a result vector sized in advance).
+struct decoding_scope {
+    decoding_scope() noexcept { ++decoding_depth(); }
+    ~decoding_scope() { --decoding_depth(); }
+    decoding_scope(const decoding_scope&) = delete;
+    decoding_scope& operator=(const decoding_scope&) = delete;
+};
 
 class reader {
 public:
@@ -552,13 +560,6 @@ public:
     }
 
 private:
-    struct decoding_scope {
-        decoding_scope() noexcept { ++decoding_depth(); }
-        ~decoding_scope() { --decoding_depth(); }
-        decoding_scope(const decoding_scope&) = delete;
-        decoding_scope& operator=(const decoding_scope&) = delete;
-    };
-
     // Elements that encode to nothing cost no input, so their number is capped separately.
     static constexpr std::size_t max_empty_elements = std::size_t(1) << 20;
     // Only hooks nest as deep as the data says (a tree); bound it before the stack is.

@@ -90,6 +90,7 @@ public:
     }
     // Python: SharedMemory.unlink(): removes the name; mappings stay valid until closed.
     void unlink() const {
+        if (s_->name.size() <= 1) throw ValueError("this SharedMemory has no name to unlink");
         detail::posix::shm_remove(s_->name);
         if (s_->track) detail::resource_tracker::instance().unregister_shm(s_->name);
     }

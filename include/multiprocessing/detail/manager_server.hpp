@@ -56,7 +56,7 @@ enum class op : std::uint8_t {
     // The server itself (object id 0).
     create, create_registered, shutdown, dummy,
     // Shared by several kinds.
-    len, clear, acquire, release, locked,
+    len, clear, acquire, release,
     // dict
     dict_get, dict_set, dict_contains, dict_pop, dict_setdefault, dict_keys, dict_values,
     dict_items, dict_update, dict_popitem,
@@ -75,6 +75,8 @@ enum class op : std::uint8_t {
     barrier_wait, barrier_abort, barrier_reset, barrier_parties, barrier_n_waiting, barrier_broken,
     // A registered user type.
     callmethod,
+    // Added later, kept last so that the codes above do not move: Lock, RLock, Semaphore.
+    locked,
 };
 // clang-format on
 

@@ -140,6 +140,7 @@ std::size_t read_results_into(reader& r, It first, std::size_t room) {
         if (n) std::memcpy(static_cast<void*>(std::to_address(first)), bytes.data(), bytes.size());
     } else {
         for (std::uint64_t i = 0; i < n; ++i, ++first) {
+            decoding_scope placeholder;  // R v{} is a placeholder, not a new object
             R v{};
             r.read_into(v);
             *first = std::move(v);

@@ -29,6 +29,7 @@
 #include "code_ref.hpp"
 #include "fd_table.hpp"
 #include "posix/shm.hpp"
+#include "resource_tracker.hpp"
 #include "shared_ring.hpp"
 #include "task.hpp"
 
@@ -170,6 +171,9 @@ public:
           results_(std::make_shared<shared_ring>()),
           slots_(std::make_shared<posix::region>(sizeof(worker_slot) * std::size_t(config_.processes))) {
         if (config_.processes < 1) throw ValueError("Number of processes must be at least 1");
+        // One tracker for the pool and its workers: a segment a task creates and returns must
+        // outlive the worker that made it (a worker's own tracker would unlink it on retiring).
+        resource_tracker::instance().ensure_running();
         workers_.resize(std::size_t(config_.processes));
         // Workers are forked by the handler thread, which lives as long as they do: a daemonic
         // child's parent-death signal follows the thread that forked it.
