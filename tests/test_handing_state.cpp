@@ -226,7 +226,14 @@ mp::ListProxy<int> append_seven(mp::ListProxy<int> l) {
 }  // namespace
 
 TEST_CASE("manager proxies work as task arguments and results, whichever came first") {
+#if defined(__SANITIZE_THREAD__)
+    // The manager's server is forked; forked from a process whose Pool threads run, it starts
+    // threads of its own, and TSan cannot follow that ("dup thread with used id": its registry
+    // still holds the parent's threads). The default and ASan builds run both orders.
+    const bool manager_first = true;
+#else
     const bool manager_first = GENERATE(true, false);
+#endif
     CAPTURE(manager_first);
     std::optional<mp::SyncManager> manager;
     if (manager_first) manager.emplace(mp::Manager());
