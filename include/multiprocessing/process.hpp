@@ -23,6 +23,7 @@
 
 #include "detail/demangle.hpp"
 #include "detail/fd_table.hpp"
+#include "detail/heap.hpp"
 #include "detail/posix/futex.hpp"
 #include "detail/posix/process.hpp"
 #include "detail/resource_tracker.hpp"
@@ -477,6 +478,8 @@ private:
         } catch (...) {
             code = 1;
         }
+        // The slots of shared objects this child holds are free for others to reuse.
+        detail::heap::release_all();
         std::fflush(nullptr);
         return code;
     }
@@ -535,7 +538,7 @@ private:
     // The target of a process started from a start record.
     struct record_target final : target_base {
         record_target(std::vector<std::byte> t, std::vector<int> f)
-            : target(std::move(t)), fds{std::move(f)} {}
+            : target(std::move(t)), fds{std::move(f), {}} {}
         void invoke() override {
             detail::reader r(target);
             auto run = detail::from_code_ref_as<detail::invoker>(r.read<detail::code_ref>());

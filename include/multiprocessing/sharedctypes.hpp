@@ -138,21 +138,22 @@ template <class T>
 inline constexpr std::size_t after_lock =
     (sizeof(rlock_state) + alignof(T) - 1) / alignof(T) * alignof(T);
 
-inline AnyLock own_lock(std::shared_ptr<posix::region> r) {
-    return lock_access::adopt<RLock>(shared_slot<rlock_state>::emplace(std::move(r), 0));
+// A new RLock at `p` (the start of a Value's slot, or of an Array's region).
+inline AnyLock own_lock(const heap::block& p) {
+    return lock_access::adopt<RLock>(shared_slot<rlock_state>::emplace(p, 0));
 }
 
 // The own lock of a Value or an Array that reached a spawned child with its region.
-inline AnyLock attach_own_lock(std::shared_ptr<posix::region> r) {
-    return lock_access::adopt<RLock>(shared_slot<rlock_state>::attach(std::move(r), 0));
+inline AnyLock attach_own_lock(heap::block p) {
+    return lock_access::adopt<RLock>(shared_slot<rlock_state>::attach(std::move(p)));
 }
 
-// Whether `lock` is the own RLock at the start of `r` (travels with the region, not apart).
-inline bool is_own_lock(const AnyLock& lock, const std::shared_ptr<posix::region>& r) noexcept {
+// Whether `lock` is the own RLock at `p` (travels with the object, not apart).
+inline bool is_own_lock(const AnyLock& lock, const heap::block& p) noexcept {
     const RLock* rl = lock.get_if<RLock>();
     if (!rl) return false;
     const auto& slot = lock_access::slot(*rl);
-    return slot.region() == r && slot.offset() == 0;
+    return slot.region() == p.region && slot.offset() == p.offset;
 }
 
 // How a Value's or an Array's lock travels.
@@ -250,17 +251,17 @@ public:
 protected:
     explicit synchronized(std::optional<AnyLock> lock) : lock_(std::move(lock)) {}
 
-    // The hook of Value and Array: the lock, then the object (`raw`, whose region is `r`). An
-    // own lock travels with the object's region; another lock travels as itself.
+    // The hook of Value and Array: the lock, then the object (`raw`, whose own lock would lie
+    // at `own_lock_of(raw)`). An own lock travels with the object; another travels as itself.
     template <class Archive, class Raw>
     void serialize_with(Archive& ar, const char* what, Raw& raw,
-                        std::shared_ptr<posix::region> (*region_of)(const Raw&)) {
+                        heap::block (*own_lock_of)(const Raw&)) {
         if (!fd_table::current()) no_fd_table(what);
         lock_travel how = lock_travel::none;
         if constexpr (Archive::is_loading) {
             ar(how, raw);
             if (how == lock_travel::own) {
-                lock_ = attach_own_lock(region_of(raw));
+                lock_ = attach_own_lock(own_lock_of(raw));
             } else if (how == lock_travel::other) {
                 AnyLock l;
                 ar(l);
@@ -271,7 +272,7 @@ protected:
                 throw SerializationError(std::string("multiprocessing: a corrupt ") + what);
             }
         } else {
-            if (lock_) how = is_own_lock(*lock_, region_of(raw)) ? lock_travel::own : lock_travel::other;
+            if (lock_) how = is_own_lock(*lock_, own_lock_of(raw)) ? lock_travel::own : lock_travel::other;
             ar(how, raw);
             if (how == lock_travel::other) ar(*lock_);
         }
@@ -311,7 +312,9 @@ public:
     // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
     template <class Archive>
     void serialize(Archive& ar) {
-        this->serialize_with(ar, "Value", obj_, +[](const RawValue<T>& o) { return o.obj_.region(); });
+        this->serialize_with(ar, "Value", obj_, +[](const RawValue<T>& o) {
+            return detail::heap::block{o.obj_.region(), o.obj_.offset() - detail::after_lock<T>};
+        });
     }
 
 private:
@@ -323,10 +326,11 @@ private:
     // With lock = true, a new RLock (Python's default) in the value's own region.
     static parts make(const T& init, bool lock) {
         if (!lock) return {std::nullopt, RawValue<T>(init)};
-        auto r = std::make_shared<detail::posix::region>(detail::after_lock<T> + sizeof(T));
-        AnyLock own = detail::own_lock(r);
+        auto b = detail::heap::allocate(detail::after_lock<T> + sizeof(T),
+                                        std::max(alignof(detail::rlock_state), alignof(T)));
+        AnyLock own = detail::own_lock(b);
         return {std::move(own),
-                RawValue<T>(detail::shared_slot<T>::emplace(std::move(r), detail::after_lock<T>, init))};
+                RawValue<T>(detail::shared_slot<T>::emplace(b, detail::after_lock<T>, init))};
     }
 
     RawValue<T> obj_;
@@ -374,7 +378,9 @@ public:
     // Under spawn and forkserver: travels to a child as an argument (see the top of the file).
     template <class Archive>
     void serialize(Archive& ar) {
-        this->serialize_with(ar, "Array", a_, +[](const RawArray<T>& a) { return a.a_.region(); });
+        this->serialize_with(ar, "Array", a_, +[](const RawArray<T>& a) {
+            return detail::heap::block{a.a_.region(), 0};
+        });
     }
 
 private:
@@ -388,7 +394,7 @@ private:
     static parts make(bool lock, MakeElements elements) {
         if (!lock) return {std::nullopt, RawArray<T>(elements(0))};
         detail::shared_array<T> a = elements(detail::after_lock<T>);
-        AnyLock own = detail::own_lock(a.region());
+        AnyLock own = detail::own_lock({a.region(), 0});
         return {std::move(own), RawArray<T>(std::move(a))};
     }
 

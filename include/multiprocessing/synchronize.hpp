@@ -2,9 +2,9 @@
 // Condition and Barrier shared between processes.
 //
 // Each class is a cheap copyable handle: copies, and the copies a forked child inherits, refer
-// to the same object. The object's state lives in a shared region (detail::shared_object, or
-// shared_slot for locks that may share a Value's region) and holds only atomics and plain
-// integers, so it works at any mapping address. Blocking waits
+// to the same object. The object's state lives in shared memory (detail::shared_slot: a slot of
+// a shared arena, detail/heap.hpp) and holds only atomics and plain integers, so it works at
+// any mapping address. Blocking waits
 // are futex waits on words in that region, never pthread condition variables, which wedge when
 // a waiter is killed.
 //
@@ -12,7 +12,8 @@
 // std::scoped_lock and std::unique_lock are the C++ form of Python's `with lock:`.
 //
 // Under spawn and forkserver a handle passed to a child as an argument travels as the
-// descriptor of its region (detail/fd_table.hpp); the child maps the same object. Sent in a
+// descriptor of its arena and its place there (detail/heap.hpp, detail/fd_table.hpp); the
+// child maps the same object, each arena once. Sent in a
 // message (a Queue, a Pipe), a handle throws SerializationError, as Python refuses to pickle a
 // Lock outside process start. A Barrier's action travels when it is a function pointer, a
 // captureless lambda or a serializable function object (Python: when it can be pickled).
@@ -43,6 +44,7 @@
 #include "detail/mutex.hpp"
 #include "detail/posix/futex.hpp"
 #include "detail/fd_table.hpp"
+#include "detail/heap.hpp"
 #include "detail/posix/shm.hpp"
 #include "detail/runtime.hpp"
 #include "detail/task.hpp"
@@ -138,60 +140,65 @@ void travel(Archive& ar, const char* what, Parts&... parts) {
     ar(parts...);
 }
 
-// A copyable handle to a T placed in a shared region that may hold other objects too, like
-// shared_object but able to share: a Value's own lock sits in the Value's region, on the same
-// cache line as the value, so a locked update moves one line between CPUs, not two.
+// A copyable handle to a T in shared memory: copies refer to the same object, as a Python
+// reference does. A small T takes a slot of a shared arena (detail/heap.hpp), a bigger one a
+// region of its own; a Value's own lock shares the Value's slot, on the same cache line as the
+// value, so a locked update moves one line between CPUs, not two. T must be usable from
+// several processes at once (atomics, no pointers into a process's own memory).
 template <class T>
 class shared_slot {
 public:
     template <class... Args>
     static shared_slot create(Args&&... args) {
-        return emplace(std::make_shared<posix::region>(sizeof(T)), 0, std::forward<Args>(args)...);
+        return emplace(heap::allocate(sizeof(T), alignof(T)), 0, std::forward<Args>(args)...);
     }
+    // Constructs the T `offset` bytes into `b` (which the caller sized for it).
     template <class... Args>
-    static shared_slot emplace(std::shared_ptr<posix::region> r, std::size_t offset, Args&&... args) {
+    static shared_slot emplace(const heap::block& b, std::size_t offset, Args&&... args) {
         shared_slot s;
-        s.ptr_ = ::new (static_cast<char*>(r->data()) + offset) T(std::forward<Args>(args)...);
-        s.region_ = std::move(r);
+        s.ptr_ = ::new (static_cast<char*>(b.region->data()) + b.offset + offset)
+            T(std::forward<Args>(args)...);
+        s.region_ = b.region;
         return s;
     }
 
     T* get() const noexcept { return ptr_; }
     T* operator->() const noexcept { return ptr_; }
     T& operator*() const noexcept { return *ptr_; }
-    // What a spawned child will be handed: the region's descriptor and the offset in it.
-    int fd() const noexcept { return region_ ? region_->fd.get() : -1; }
+    explicit operator bool() const noexcept { return ptr_ != nullptr; }
+    // Where the T lies: its region (shared by the objects of one arena) and the offset in it.
     std::size_t offset() const noexcept {
         return std::size_t(reinterpret_cast<char*>(ptr_) - static_cast<char*>(region_->data()));
     }
     const std::shared_ptr<posix::region>& region() const noexcept { return region_; }
+    heap::block place() const { return {region_, offset()}; }
 
-    // The T that another handle placed at `offset` of `r` (a spawned child's side; nothing is
-    // constructed). Throws SerializationError when it would lie outside the region.
-    static shared_slot attach(std::shared_ptr<posix::region> r, std::size_t offset) {
-        const std::size_t size = r->map.size();
-        if (offset > size || size - offset < sizeof(T) || offset % alignof(T) != 0)
+    // The T that another handle placed at `p` (a spawned child's side; nothing is constructed).
+    // Throws SerializationError when it would lie outside its region or its arena slot.
+    static shared_slot attach(heap::block p) {
+        const std::size_t size = p.region->map.size();
+        const bool fits = p.region->arena
+                              ? p.offset % heap::slot_size + sizeof(T) <= heap::slot_payload
+                              : p.offset <= size && size - p.offset >= sizeof(T);
+        if (!fits || p.offset % alignof(T) != 0)
             throw SerializationError("multiprocessing: a shared object lies outside its region");
         shared_slot s;
-        s.ptr_ = std::launder(reinterpret_cast<T*>(static_cast<char*>(r->data()) + offset));
-        s.region_ = std::move(r);
+        s.ptr_ = std::launder(reinterpret_cast<T*>(static_cast<char*>(p.region->data()) + p.offset));
+        s.region_ = std::move(p.region);
         return s;
     }
 
-    // Under spawn and forkserver: the region's descriptor and the offset in it; the child maps
-    // the region again (detail/fd_table.hpp). Owners call travel() first, which names them.
+    // Under spawn and forkserver: where the T lies (detail/heap.hpp); the child maps its
+    // region, once per arena. Owners call travel() first, which names them.
     template <class Archive>
     void serialize(Archive& ar) {
-        std::uint32_t i = 0;
-        std::uint64_t off = 0;
+        heap::block p;
         if constexpr (Archive::is_loading) {
-            ar(i, off);
-            *this = attach(std::make_shared<posix::region>(import_fd(i, "shared object")),
-                           std::size_t(off));
+            heap::serialize_block(ar, p, "shared object");
+            *this = attach(std::move(p));
         } else {
-            i = export_fd(fd(), "shared object");
-            off = offset();
-            ar(i, off);
+            p = place();
+            heap::serialize_block(ar, p, "shared object");
         }
     }
 
@@ -199,6 +206,10 @@ private:
     std::shared_ptr<posix::region> region_;
     T* ptr_ = nullptr;
 };
+
+// The name Semaphore, Event, Condition and Barrier use.
+template <class T>
+using shared_object = shared_slot<T>;
 
 // The private hooks Condition, AnyLock and the Lockable mixin use.
 struct lock_access {

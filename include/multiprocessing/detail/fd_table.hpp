@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fcntl.h>
@@ -20,6 +21,9 @@ namespace multiprocessing::detail {
 
 struct fd_table {
     std::vector<int> fds;  // parent: descriptors to hand over; child: where they arrived
+    // Parent: the index of each descriptor in `fds`. A descriptor is handed over once however
+    // many handles name it (100,000 Locks in one arena are one descriptor).
+    std::unordered_map<int, std::uint32_t> index;
 
     static fd_table*& current() noexcept {
         static thread_local fd_table* table = nullptr;
@@ -62,18 +66,25 @@ private:
 inline std::uint32_t export_fd(int fd, const char* what) {
     auto* t = fd_table::current();
     if (!t) no_fd_table(what);
-    t->fds.push_back(fd);
-    return std::uint32_t(t->fds.size() - 1);
+    auto [it, added] = t->index.try_emplace(fd, std::uint32_t(t->fds.size()));
+    if (added) t->fds.push_back(fd);
+    return it->second;
 }
 
-// The read side: a descriptor of our own (a duplicate) for index `i`.
-inline posix::unique_fd import_fd(std::uint32_t i, const char* what) {
+// The read side, when the caller may already have what the descriptor refers to: the
+// descriptor the child was handed for index `i` (still the table's; dup it to keep it).
+inline int peek_fd(std::uint32_t i, const char* what) {
     auto* t = fd_table::current();
     if (!t) no_fd_table(what);
     if (i >= t->fds.size())
         throw SerializationError(std::string("multiprocessing: a ") + what +
                                  " refers to a descriptor the child was not given");
-    int fd = ::fcntl(t->fds[i], F_DUPFD_CLOEXEC, 3);
+    return t->fds[i];
+}
+
+// The read side: a descriptor of our own (a duplicate) for index `i`.
+inline posix::unique_fd import_fd(std::uint32_t i, const char* what) {
+    int fd = ::fcntl(peek_fd(i, what), F_DUPFD_CLOEXEC, 3);
     if (fd == -1) posix::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
     return posix::unique_fd(fd);
 }

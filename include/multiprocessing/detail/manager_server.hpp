@@ -40,6 +40,7 @@
 #include "../connection.hpp"
 #include "../errors.hpp"
 #include "../serialization.hpp"
+#include "heap.hpp"
 #include "posix/net.hpp"
 
 namespace multiprocessing::detail::mgr {
@@ -806,6 +807,7 @@ public:
     }
 
     [[noreturn]] static void end_process() {
+        heap::release_all();  // what the server inherited when it was forked
         std::fflush(nullptr);
         ::_exit(0);
     }

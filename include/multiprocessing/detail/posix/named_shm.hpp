@@ -139,10 +139,11 @@ inline unique_fd start_tracker() {
     int sv[2];
     check(MP_SYSCALL(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)), "socketpair");
     unique_fd receiver(sv[0]), sender(sv[1]);
-    pid_t pid = MP_SYSCALL(::fork());
+    // _Fork runs no atfork handlers: async-signal-safe in a child of a threaded process, and
+    // neither child takes references to the parent's shared objects (detail/heap.hpp).
+    pid_t pid = MP_SYSCALL(::_Fork());
     if (pid == -1) throw_errno("fork");
     if (pid == 0) {
-        // _Fork runs no atfork handlers: async-signal-safe in a child of a threaded process.
         pid_t t = ::_Fork();
         if (t == 0) tracker_main(sv[0]);
         ::_exit(t == -1 ? 1 : 0);

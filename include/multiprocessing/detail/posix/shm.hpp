@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <utility>
@@ -81,10 +82,18 @@ inline std::size_t file_size(int fd) {
     return std::size_t(st.st_size);
 }
 
+// Which file `fd` is (device, inode): two descriptors of one memfd give the same pair.
+inline std::pair<std::uint64_t, std::uint64_t> file_identity(int fd) {
+    struct stat st {};
+    check(MP_SYSCALL(::fstat(fd, &st)), "fstat");
+    return {std::uint64_t(st.st_dev), std::uint64_t(st.st_ino)};
+}
+
 // One shared region: its descriptor and this process's mapping of it.
 struct region {
     unique_fd fd;
     mapping map;
+    bool arena = false;  // slots of small objects (detail/heap.hpp), not one object's region
 
     explicit region(std::size_t size, const char* tag = "multiprocessing")
         : fd(create_anonymous_file(round_to_pages(size), tag)),
@@ -95,42 +104,3 @@ struct region {
 };
 
 }  // namespace multiprocessing::detail::posix
-
-namespace multiprocessing::detail {
-
-// A copyable handle to one object of type T constructed in its own shared region: copies refer
-// to the same object, as a Python reference does. T must be usable from several processes at
-// once (atomics, no pointers into a process's own memory).
-template <class T>
-class shared_object {
-public:
-    template <class... Args>
-    static shared_object create(Args&&... args) {
-        shared_object s;
-        s.region_ = std::make_shared<posix::region>(sizeof(T));
-        s.ptr_ = ::new (s.region_->data()) T(std::forward<Args>(args)...);
-        return s;
-    }
-
-    T* get() const noexcept { return ptr_; }
-    T* operator->() const noexcept { return ptr_; }
-    T& operator*() const noexcept { return *ptr_; }
-    explicit operator bool() const noexcept { return ptr_ != nullptr; }
-    // The descriptor a spawned child will be handed.
-    int fd() const noexcept { return region_ ? region_->fd.get() : -1; }
-
-    // Under spawn and forkserver the object travels as its descriptor (detail/fd_table.hpp).
-    template <class Archive>
-    void serialize(Archive& ar) {
-        serialize_fd(ar, "shared object", [&] { return fd(); }, [&](posix::unique_fd f) {
-            region_ = std::make_shared<posix::region>(std::move(f));
-            ptr_ = std::launder(static_cast<T*>(region_->data()));
-        });
-    }
-
-private:
-    std::shared_ptr<posix::region> region_;
-    T* ptr_ = nullptr;
-};
-
-}  // namespace multiprocessing::detail
