@@ -1,6 +1,8 @@
 // synchronize and sharedctypes: an uncontended Lock, two processes adding to a Value under its
 // lock, Event set-to-wake across processes, and one Barrier round of two processes, each
-// against its OS floor (a process-shared pthread mutex or barrier, a futex word).
+// against its OS floor (a process-shared pthread mutex or barrier, a futex word); creating
+// Locks and Values, against a pthread mutex made in shared memory and against one memfd per
+// object (how the library made them before its arenas).
 #include <multiprocessing.hpp>
 #include <multiprocessing/detail/posix/futex.hpp>
 #include <multiprocessing/detail/posix/shm.hpp>
@@ -9,8 +11,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <new>
+#include <vector>
 
 #include <pthread.h>
 #include <sys/wait.h>
@@ -191,7 +195,53 @@ void barrier_pthread(benchmark::State& state) {
     pthread_barrier_destroy(b);
 }
 
+// Creating objects and dropping them, `per_batch` at a time (a program's thousands of locks).
+constexpr int per_batch = 1'000;
+
+template <class Make>
+void create_batch(benchmark::State& state, Make make) {
+    for (auto _ : state) {
+        std::vector<decltype(make())> objects;
+        objects.reserve(per_batch);
+        for (int i = 0; i < per_batch; ++i) objects.push_back(make());
+        benchmark::DoNotOptimize(objects.data());
+    }
+    state.counters["items"] = per_batch;
+}
+
+void lock_create_mp(benchmark::State& state) {
+    create_batch(state, [] { return mp::Lock(); });
+}
+void value_create_mp(benchmark::State& state) {
+    create_batch(state, [] { return mp::Value<int>(0); });
+}
+
+// The floor: initialising a process-shared pthread mutex in shared memory mapped beforehand.
+void create_pthread(benchmark::State& state) {
+    posix::region shm(per_batch * sizeof(raw_counter));
+    auto* c = static_cast<raw_counter*>(shm.data());
+    for (auto _ : state) {
+        for (int i = 0; i < per_batch; ++i) {
+            ::new (c + i) raw_counter;
+            benchmark::DoNotOptimize(c + i);
+        }
+        for (int i = 0; i < per_batch; ++i) pthread_mutex_destroy(&c[i].mutex);
+    }
+    state.counters["items"] = per_batch;
+}
+
+// One anonymous memfd and mapping per object.
+void create_memfd(benchmark::State& state) {
+    create_batch(state, [] { return std::make_unique<posix::region>(sizeof(raw_counter)); });
+}
+
 }  // namespace
+
+BENCHMARK(lock_create_mp)->Name("lock_create/mp");
+BENCHMARK(create_pthread)->Name("lock_create/floor:pthread_mutex_init(pshared)");
+BENCHMARK(create_memfd)->Name("lock_create/other:memfd+mmap per object");
+BENCHMARK(value_create_mp)->Name("value_create/mp");
+BENCHMARK(create_pthread)->Name("value_create/floor:pthread_mutex_init(pshared)");
 
 BENCHMARK(lock_mp)->Name("lock_uncontended/mp");
 BENCHMARK(lock_pthread)->Name("lock_uncontended/floor:pthread_mutex(pshared)");

@@ -78,7 +78,33 @@ def barrier_round():
     return per_op(run, n=5_000)
 
 
+def _create(make):
+    # Creating 1,000 objects and dropping them: per_op gives the time per object.
+    def run(n):
+        for _ in range(n // 1_000):
+            objects = [make() for _ in range(1_000)]
+            del objects
+
+    return per_op(run, n=10_000)
+
+
+def lock_create():
+    return _create(ctx.Lock)
+
+
+def value_create():
+    return _create(lambda: ctx.Value("i", 0))
+
+
 ROWS = {
+    "lock_create": {
+        "title": "Creating a Lock (and dropping it), 1,000 at a time",
+        "python": {"mp.Lock()": lock_create},
+    },
+    "value_create": {
+        "title": "Creating a Value<int> with its lock (and dropping it), 1,000 at a time",
+        "python": {"mp.Value('i')": value_create},
+    },
     "lock_uncontended": {
         "title": "Uncontended Lock acquire + release",
         "python": {"mp.Lock": lock_uncontended},
