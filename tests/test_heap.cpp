@@ -119,7 +119,7 @@ TEST_CASE("100,000 Locks and Value<int>s under ulimit -n 256, used from two chil
     CHECK(open_descriptors() - before <= 64);
 }
 
-TEST_CASE("a child gives its slots back when it exits; a killed child's are never reused") {
+TEST_CASE("a child gives its slots back when it exits or is terminated; a killed child's are never reused") {
     std::vector<mp::Lock> locks(8);
     for (auto& l : locks) CHECK(holders(l) == 1);
 
@@ -130,6 +130,14 @@ TEST_CASE("a child gives its slots back when it exits; a killed child's are neve
         for (auto& l : locks) CHECK(holders(l) == 2);
         go.set();
         CHECK(test::finish(p) == 0);
+        for (auto& l : locks) CHECK(holders(l) == 1);
+    }
+    SECTION("a child terminated (as a Pool terminates its workers)") {
+        mp::Event ready, go;
+        auto p = test::start(wait_then_return, locks, ready, go);
+        REQUIRE(ready.wait(30s));
+        p.terminate();
+        CHECK(test::finish(p) == -SIGTERM);  // it still dies of the signal
         for (auto& l : locks) CHECK(holders(l) == 1);
     }
     SECTION("a child killed holding them") {

@@ -464,6 +464,8 @@ private:
             // Beyond Python: a daemonic child dies with its parent, even one killed by SIGKILL.
             int os_parent = state_->os_parent_pid ? state_->os_parent_pid : parent_pid;
             if (state_->daemon && !detail::posix::die_with_parent(os_parent)) return 1;
+            // Terminated (a Pool's workers are, at its end), it still frees its shared slots.
+            detail::posix::before_dying_of_sigterm(&detail::heap::release_all_on_terminate);
             // Line-buffered, so that children's lines interleave as they are printed.
             std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
             try {

@@ -126,11 +126,16 @@ struct state {
 
 void register_fork_handlers() noexcept;
 
+// The state, once made (read by a signal handler, which must not make it).
+inline std::atomic<state*> made{nullptr};
+
 // Never destroyed: references may be dropped by static destructors after any other would run.
 inline state& the() {
     static state* s = [] {
         register_fork_handlers();
-        return new state;
+        auto* p = new state;
+        made.store(p);
+        return p;
     }();
     return *s;
 }
@@ -233,16 +238,29 @@ void serialize_block(Archive& ar, block& b, const char* what) {
     }
 }
 
-// A library child about to exit: gives back every slot it holds (the handles it still has are
-// never used again; their destructors will not drop them twice).
-inline void release_all() noexcept {
-    auto& h = the();
-    std::lock_guard lock(h.mutex);
+inline void release_all_locked(state& h) noexcept {
     for (block_ref* r = h.refs; r; r = r->next)
         if (!r->released) {
             r->released = true;
             r->a->drop(r->slot);
         }
+}
+
+// A library child about to exit: gives back every slot it holds (the handles it still has are
+// never used again; their destructors will not drop them twice).
+inline void release_all() noexcept {
+    auto& h = the();
+    std::lock_guard lock(h.mutex);
+    release_all_locked(h);
+}
+
+// The same from a SIGTERM handler (Pool.terminate(), Process.terminate()): only atomics and a
+// list walk; when the signal interrupted this process holding the lock, the slots stay taken.
+inline void release_all_on_terminate() noexcept {
+    state* h = made.load();
+    if (!h || !h->mutex.try_lock()) return;
+    release_all_locked(*h);
+    h->mutex.unlock();
 }
 
 inline void before_fork() noexcept {

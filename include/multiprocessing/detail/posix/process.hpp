@@ -1,6 +1,7 @@
 // The POSIX calls behind Process: fork, a pidfd as the sentinel, waitpid, signals, CPU counts.
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <optional>
@@ -52,6 +53,25 @@ inline void send_signal(int pid, int sig) {
 inline bool die_with_parent(int parent_pid) noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     return ::getppid() == parent_pid;
+}
+
+// Runs `last_words` when SIGTERM arrives, then dies of it as before (the exit code stays
+// -SIGTERM), unless the process already handles or ignores SIGTERM.
+inline void before_dying_of_sigterm(void (*last_words)() noexcept) noexcept {
+    static std::atomic<void (*)() noexcept> words{nullptr};
+    struct sigaction old {};
+    if (::sigaction(SIGTERM, nullptr, &old) != 0 || old.sa_handler != SIG_DFL ||
+        (old.sa_flags & SA_SIGINFO))
+        return;
+    words.store(last_words);
+    struct sigaction sa {};
+    sa.sa_handler = +[](int sig) {
+        if (auto* f = words.load()) f();
+        ::signal(sig, SIG_DFL);
+        ::raise(sig);  // delivered once the handler returns
+    };
+    ::sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
 }
 
 inline int online_cpus() noexcept {
