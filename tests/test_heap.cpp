@@ -48,7 +48,8 @@ std::size_t open_descriptors() {
 std::uint32_t holders(const mp::Lock& l) {
     const auto& s = mp::detail::lock_access::slot(l);
     REQUIRE(s.region()->arena);
-    return mp::detail::heap::holders_at(*s.region(), s.offset() - s.offset() % 64).load();
+    return mp::detail::heap::holders_at(*s.region(), s.offset() - s.offset() % mp::detail::heap::slot_size)
+        .load();
 }
 
 const void* where(const mp::Lock& l) { return mp::detail::lock_access::slot(l).get(); }
@@ -122,28 +123,29 @@ TEST_CASE("100,000 Locks and Value<int>s under ulimit -n 256, used from two chil
 TEST_CASE("a child gives its slots back when it exits or is terminated; a killed child's are never reused") {
     std::vector<mp::Lock> locks(8);
     for (auto& l : locks) CHECK(holders(l) == 1);
-
-    SECTION("a child that exits") {
-        mp::Event ready, go;
+    mp::Event ready, go;
+    // A child that holds the Locks until told to go.
+    auto start_holding = [&] {
         auto p = test::start(wait_then_return, locks, ready, go);
         REQUIRE(ready.wait(30s));
+        return p;
+    };
+
+    SECTION("a child that exits") {
+        auto p = start_holding();
         for (auto& l : locks) CHECK(holders(l) == 2);
         go.set();
         CHECK(test::finish(p) == 0);
         for (auto& l : locks) CHECK(holders(l) == 1);
     }
     SECTION("a child terminated (as a Pool terminates its workers)") {
-        mp::Event ready, go;
-        auto p = test::start(wait_then_return, locks, ready, go);
-        REQUIRE(ready.wait(30s));
+        auto p = start_holding();
         p.terminate();
         CHECK(test::finish(p) == -SIGTERM);  // it still dies of the signal
         for (auto& l : locks) CHECK(holders(l) == 1);
     }
     SECTION("a child killed holding them") {
-        mp::Event ready, go;
-        auto p = test::start(wait_then_return, locks, ready, go);
-        REQUIRE(ready.wait(30s));
+        auto p = start_holding();
         p.kill();
         CHECK(test::finish(p) == -SIGKILL);
         for (auto& l : locks) CHECK(holders(l) == 2);
@@ -151,7 +153,7 @@ TEST_CASE("a child gives its slots back when it exits or is terminated; a killed
         for (auto& l : locks) kept.insert(where(l));
         locks.clear();
         // Enough new Locks to wrap around every arena: none takes a slot the dead child holds.
-        std::vector<mp::Lock> more(3 * 4096);
+        std::vector<mp::Lock> more(3 * mp::detail::heap::arena_slots);
         for (auto& l : more) CHECK_FALSE(kept.count(where(l)));
     }
 }

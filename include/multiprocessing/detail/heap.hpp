@@ -38,7 +38,7 @@ namespace multiprocessing::detail::heap {
 inline constexpr std::size_t slot_size = 64;
 inline constexpr std::size_t slot_payload = 56;  // then the holders count
 inline constexpr std::size_t arena_slots = 4096;
-inline constexpr std::uint64_t arena_magic = 0x314e4552414d504dull;  // "MPMARENA1"-ish
+inline constexpr std::uint64_t arena_magic = 0x314e4552414d504dull;  // "MPMAREN1" in memory
 
 // Whether an object of `size` bytes aligned to `align` lives in an arena slot.
 constexpr bool fits(std::size_t size, std::size_t align) noexcept {
@@ -62,8 +62,7 @@ public:
     // A new arena of ours.
     arena() : region_(arena_slots * slot_size, "multiprocessing-heap") {
         region_.arena = true;
-        auto* h = ::new (region_.data()) arena_header{arena_magic, std::uint32_t(arena_slots), {1}};
-        header_ = h;
+        header_ = ::new (region_.data()) arena_header{arena_magic, std::uint32_t(arena_slots), {1}};
     }
     // Another process's arena, handed to this one (checked: its bytes come from elsewhere).
     explicit arena(posix::unique_fd fd) : region_(std::move(fd)) {
