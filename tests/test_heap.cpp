@@ -182,7 +182,7 @@ TEST_CASE("a shared object's place is bounds-checked when it arrives") {
     auto arrive = [&](std::uint64_t offset) {
         std::vector<std::byte> forged = bytes;
         std::memcpy(forged.data() + forged.size() - 8, &offset, 8);
-        mp::detail::fd_table got{sent.fds, {}};
+        mp::detail::fd_table got{sent.fds, {}, {}};
         mp::detail::fd_table_scope scope(got);
         return mp::deserialize<mp::Lock>(forged);
     };

@@ -756,14 +756,28 @@ TEST_CASE("hostile clients of a manager never disturb the others") {
     conn.send_bytes(std::string("garbage, not a request"));
     auto reply = mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes());
     CHECK_FALSE(reply.ok);
-    mp::detail::mgr::request rq{d.id(), mp::detail::mgr::op::dict_get, -1, {}};  // no key
+    mp::detail::mgr::request rq{d.id(), mp::detail::mgr::op::dict_get, -1, {}, {}};  // no key
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {12345, mp::detail::mgr::op::len, -1, {}};  // no such object
+    rq = {12345, mp::detail::mgr::op::len, -1, {}, {}};  // no such object
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {0, mp::detail::mgr::op::create, -1, {std::string(1, '\x7f')}};  // no such kind
+    rq = {0, mp::detail::mgr::op::create, -1, {std::string(1, '\x7f')}, {}};  // no such kind
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
+    // Reference operations on what does not exist or is not ours change nothing.
+    auto id = [](std::uint64_t i) { return mp::detail::mgr::encode(i); };
+    rq = {0, mp::detail::mgr::op::incref, -1, {id(12345)}, {}};
+    conn.send_bytes(mp::serialize(rq));
+    CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
+    rq = {0, mp::detail::mgr::op::adopt, -1, {id(777), id(12345)}, {}};  // no such ticket
+    conn.send_bytes(mp::serialize(rq));
+    CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
+    rq = {0, mp::detail::mgr::op::decref, -1, {id(d.id()), id(12345)}, {}};  // one-way
+    conn.send_bytes(mp::serialize(rq));
+    rq = {d.id(), mp::detail::mgr::op::len, -1, {}, {99999, d.id()}};  // holds nothing real
+    conn.send_bytes(mp::serialize(rq));
+    CHECK(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
+    CHECK(manager.number_of_objects() == 1);
     CHECK(d.at(19) == 19);
 }

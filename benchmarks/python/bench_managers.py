@@ -1,4 +1,5 @@
-"""Python's side of bench_managers.cpp: a manager dict set + get, a manager Lock acquire + release."""
+"""Python's side of bench_managers.cpp: a manager dict set + get, a manager Lock acquire + release,
+making and dropping a manager dict."""
 import multiprocessing as mp
 
 from common import per_op
@@ -18,6 +19,17 @@ def dict_set_get():
         return per_op(run, n=5000)
 
 
+def dict_create_drop():
+    with ctx.Manager() as manager:
+
+        def run(n):
+            for _ in range(n):
+                d = manager.dict()
+                del d
+
+        return per_op(run, n=2000)
+
+
 def lock_acquire_release():
     with ctx.Manager() as manager:
         lock = manager.Lock()
@@ -34,6 +46,10 @@ ROWS = {
     "manager_dict_set_get": {
         "title": "Manager dict: d[k] = v then d[k]",
         "python": {"manager.dict": dict_set_get},
+    },
+    "manager_dict_create_drop": {
+        "title": "Manager dict: made, then its last proxy dropped",
+        "python": {"manager.dict": dict_create_drop},
     },
     "manager_lock_acquire_release": {
         "title": "Manager Lock: acquire then release",

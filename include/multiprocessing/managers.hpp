@@ -16,8 +16,10 @@
 // signal ties it to the thread that started it). Calls through a proxy of a manager that is
 // gone throw mp::ProcessError ("manager process is gone") at once, never hang.
 //
+// An object lives while a proxy of it lives in any process (Python's reference counting), and
+// also when that process dies without a word (see reference counting below).
+//
 // Differences from Python, on purpose: proxies are typed (dict<K, V>(), list<T>(), Queue<T>());
-// objects live until the manager shuts down (no reference counting across processes);
 // BaseManager::register_ (register is a C++ keyword) registers a C++ type with the methods that
 // clients may call by member pointer: proxy.call(&Counter::increment, 1).
 #pragma once
@@ -119,18 +121,17 @@ inline constexpr auto manager_handshake_timeout = std::chrono::seconds(30);
     throw ProcessError("manager process is gone (" + ep.address.to_string() + "): " + why);
 }
 
-inline Connection& connection_for(const endpoint& ep) {
-    auto& tc = thread_connections()[ep.connection_key];
-    if (tc.pid == self_pid() && !tc.conn.closed()) return tc.conn;
-    tc.conn = Connection();  // a parent's connection: let this copy go, say nothing on it
+// A new connection to the manager, authenticated (and, to a local manager, moved to pipes).
+inline Connection open_connection(const endpoint& ep) {
     try {
-        tc.conn = connection::Client(
+        Connection c = connection::Client(
             connection::ClientOptions{.address = ep.address,
                                       .family = std::nullopt,
                                       .authkey = ep.authkey,
                                       .handshake_timeout = manager_handshake_timeout});
         if (ep.address.family() == "AF_UNIX")
-            tc.conn = client_upgrade(tc.conn, deadline_after(manager_handshake_timeout));
+            c = client_upgrade(c, deadline_after(manager_handshake_timeout));
+        return c;
     } catch (const std::system_error& e) {
         auto err = e.code().value();
         if (err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EPIPE)
@@ -144,6 +145,13 @@ inline Connection& connection_for(const endpoint& ep) {
     } catch (const ProcessError& e) {
         manager_gone(ep, e.what());  // no pipes handed over: it died just then
     }
+}
+
+inline Connection& connection_for(const endpoint& ep) {
+    auto& tc = thread_connections()[ep.connection_key];
+    if (tc.pid == self_pid() && !tc.conn.closed()) return tc.conn;
+    tc.conn = Connection();  // a parent's connection: let this copy go, say nothing on it
+    tc.conn = open_connection(ep);
     tc.pid = self_pid();
     return tc.conn;
 }
@@ -152,23 +160,55 @@ inline void drop_connection(const endpoint& ep) {
     thread_connections().erase(ep.connection_key);
 }
 
-// One request, one reply: the reply's values, or the server's exception rethrown here.
-inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
-                              std::vector<blob> args = {}, std::int64_t timeout_ns = -1) {
+// Proxies inside the arguments of a request to their own manager (a list of dict proxies): the
+// object the request is for holds them at the server (request::holds), so no reference of
+// ours need travel with them. Set while a proxy encodes an argument for `ep`.
+struct nesting {
+    const endpoint* ep = nullptr;
+    std::string key;  // whose ids these are
+    std::vector<std::uint64_t> ids;
+};
+inline nesting& nested() {
+    thread_local nesting n;
+    return n;
+}
+template <class T>
+blob encode_for(const endpoint& ep, const T& v) {
+    auto& n = nested();
+    struct restore {
+        nesting& n;
+        const endpoint* saved;
+        ~restore() { n.ep = saved; }
+    } r{n, std::exchange(n.ep, &ep)};
+    return encode(v);
+}
+// The nested ids gathered for `ep` since the last request (none are left for the next one).
+inline std::vector<std::uint64_t> take_nested(const endpoint& ep) {
+    auto& n = nested();
+    if (n.ids.empty()) return {};
+    auto ids = std::move(n.ids);
+    n.ids.clear();
+    if (n.key != ep.key) return {};
+    return ids;
+}
+
+// One request, one reply (none for a one-way request): the reply's values, or the server's
+// exception rethrown here.
+inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const request& rq) {
     thread_local std::vector<std::byte> out;  // reused, unless a huge request made it huge
     if (out.capacity() > (std::size_t(1) << 20)) std::vector<std::byte>().swap(out);
     out.clear();
-    serialize_into(out, request{id, code, timeout_ns, std::move(args)});
-    Connection& c = connection_for(ep);
+    serialize_into(out, rq);
     std::vector<std::byte> in;
     try {
         c.send_bytes(out);
+        if (one_way(rq.code)) return {};
         in = c.recv_bytes();
     } catch (const EOFError& e) {
-        drop_connection(ep);
+        c.close();
         manager_gone(ep, e.what());
     } catch (const std::system_error& e) {
-        drop_connection(ep);
+        c.close();
         manager_gone(ep, e.what());
     }
     auto rp = deserialize<reply>(in);
@@ -178,6 +218,19 @@ inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
             std::as_bytes(std::span(rp.values[0].data(), rp.values[0].size())));
     }
     return std::move(rp.values);
+}
+
+// A request over this thread's connection.
+inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
+                              std::vector<blob> args = {}, std::int64_t timeout_ns = -1) {
+    request rq{id, code, timeout_ns, std::move(args), take_nested(ep)};
+    Connection& c = connection_for(ep);
+    try {
+        return exchange(c, ep, rq);
+    } catch (const ProcessError&) {
+        if (c.closed()) drop_connection(ep);
+        throw;
+    }
 }
 
 // A timeout argument as the relative nanoseconds a request carries (-1: forever).
@@ -236,6 +289,213 @@ inline type_table registry_snapshot() {
     return r.types;
 }
 
+// ---- reference counting: the client's half (the server's is in detail/manager_server.hpp) ----
+//
+// A process holds a manager's object while any proxy of it lives there. All the proxies of one
+// object in a process share one `ref`: the first makes the server count this process (incref),
+// the last one's going tells it (a one-way decref). References travel over one connection per
+// manager per process that nothing else uses: when the process dies, however it dies, that
+// connection closes and the server drops what it held. A proxy that crosses into another
+// process takes a reference along, so that its object outlives the sender's copy:
+// - to a forked child: before the fork, a connection holding everything this process holds is
+//   made for the child (Python increfs after the fork, in the child, by which time the parent
+//   may have dropped the object);
+// - to a spawned or forkserver child: its start record carries such a connection, holding the
+//   objects of the proxies in it, among the child's descriptors;
+// - in a message (a Queue, a Pipe, a Pool's task or result): a ticket, a reference the server
+//   keeps until the receiver takes it over. So a proxy encoded into a message that is never
+//   decoded keeps its object until the manager shuts down.
+
+struct ref_state;
+struct ref {
+    std::shared_ptr<ref_state> st;
+    std::uint64_t id = 0;
+    ref(std::shared_ptr<ref_state> s, std::uint64_t i) : st(std::move(s)), id(i) {}
+    ref(const ref&) = delete;
+    ref& operator=(const ref&) = delete;
+    ~ref();
+};
+using ref_ptr = std::shared_ptr<const ref>;
+
+inline request ref_request(op code, std::vector<blob> args) {
+    return request{0, code, -1, std::move(args), {}};
+}
+
+struct ref_state {
+    explicit ref_state(std::shared_ptr<const endpoint> e) : ep(std::move(e)) {}
+    const std::shared_ptr<const endpoint> ep;
+    std::mutex m;
+    Connection conn;  // this process's, once made
+    int pid = 0;      // whose conn it is
+    std::unordered_map<std::uint64_t, std::weak_ptr<const ref>> held;
+    Connection for_child;  // between the two halves of a fork
+
+    std::vector<blob> held_ids() const {
+        std::vector<blob> ids;
+        for (const auto& [id, w] : held)
+            if (!w.expired()) ids.push_back(encode(id));
+        return ids;
+    }
+
+    // The connection, made on first use (and told what we hold, in a child that did not get
+    // one from its parent). Under m.
+    Connection& connection() {
+        if (pid == self_pid() && !conn.closed()) return conn;
+        conn = Connection();  // a parent's: our copy goes quietly
+        conn = open_connection(*ep);
+        pid = self_pid();
+        if (auto ids = held_ids(); !ids.empty()) {
+            try {
+                exchange(conn, *ep, ref_request(op::incref, std::move(ids)));
+            } catch (const ValueError&) {
+                // Some are gone already: the parent dropped them before we asked.
+            }
+        }
+        return conn;
+    }
+
+    // The `ref` of `id`, made after `take` (which tells the server) unless one lives. Under m.
+    template <class Take>
+    ref_ptr get(const std::shared_ptr<ref_state>& self, std::uint64_t id, Take&& take) {
+        if (auto it = held.find(id); it != held.end())
+            if (auto r = it->second.lock()) return r;
+        take();
+        auto r = std::make_shared<const ref>(self, id);
+        held[id] = r;
+        return r;
+    }
+};
+
+struct ref_table {
+    std::mutex m;
+    std::unordered_map<std::string, std::shared_ptr<ref_state>> by_key;  // connection_key
+};
+inline ref_table& refs() {
+    static ref_table t;
+    return t;
+}
+
+// Fork: the child gets a connection of its own that holds what this process holds.
+inline void refs_before_fork() noexcept {
+    auto& t = refs();
+    t.m.lock();
+    for (auto& [key, st] : t.by_key) {
+        st->m.lock();
+        if (st->pid != self_pid() || st->conn.closed()) continue;
+        auto ids = st->held_ids();
+        if (ids.empty()) continue;
+        try {
+            Connection c = open_connection(*st->ep);
+            exchange(c, *st->ep, ref_request(op::incref, std::move(ids)));
+            st->for_child = std::move(c);
+        } catch (...) {
+            // The manager is gone, or an object is: the child connects on its own if it can.
+        }
+    }
+}
+inline void refs_after_fork_in_parent() noexcept {
+    auto& t = refs();
+    for (auto& [key, st] : t.by_key) {
+        st->for_child = Connection();
+        st->m.unlock();
+    }
+    t.m.unlock();
+}
+inline void refs_after_fork_in_child() noexcept {
+    auto& t = refs();
+    for (auto& [key, st] : t.by_key) {
+        st->conn = std::move(st->for_child);  // the parent's copy goes quietly
+        st->for_child = Connection();
+        st->pid = st->conn.closed() ? 0 : self_pid();
+        st->m.unlock();
+    }
+    t.m.unlock();
+}
+
+inline std::shared_ptr<ref_state> ref_state_for(const std::shared_ptr<const endpoint>& ep) {
+    static const bool registered =
+        (at_fork(&refs_before_fork, &refs_after_fork_in_parent, &refs_after_fork_in_child), true);
+    (void)registered;
+    auto& t = refs();
+    std::lock_guard g(t.m);
+    auto& st = t.by_key[ep->connection_key];
+    if (!st) st = std::make_shared<ref_state>(ep);
+    return st;
+}
+
+inline ref::~ref() {
+    try {
+        std::lock_guard g(st->m);
+        auto it = st->held.find(id);
+        // A proxy of it made since our last copy went holds it now.
+        if (it == st->held.end() || !it->second.expired()) return;
+        st->held.erase(it);
+        if (st->pid != self_pid() || st->conn.closed()) return;
+        exchange(st->conn, *st->ep, ref_request(op::decref, {encode(id)}));
+    } catch (...) {
+        // The manager is gone: nothing to tell it.
+    }
+}
+
+// A reference asked for over this process's connection: an incref, or a ticket taken over.
+inline ref_ptr take_ref(const std::shared_ptr<const endpoint>& ep, std::uint64_t id,
+                        std::optional<std::uint64_t> ticket = std::nullopt) {
+    auto st = ref_state_for(ep);
+    std::lock_guard g(st->m);
+    if (ticket) {
+        // Taken over even when we hold the object already: else the ticket would keep it.
+        // (Before any ref is made: one destroyed here, under st->m, would deadlock.)
+        exchange(st->connection(), *ep, ref_request(op::adopt, {encode(*ticket), encode(id)}));
+        return st->get(st, id, [] {});
+    }
+    return st->get(st, id, [&] {
+        exchange(st->connection(), *ep, ref_request(op::incref, {encode(id)}));
+    });
+}
+
+// Python: BaseManager._create: a new object, held by this process from the start.
+inline ref_ptr create(const std::shared_ptr<const endpoint>& ep, op code, std::vector<blob> args) {
+    auto st = ref_state_for(ep);
+    request rq{0, code, -1, std::move(args), take_nested(*ep)};
+    std::lock_guard g(st->m);
+    auto v = exchange(st->connection(), *ep, rq);
+    if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+    return st->get(st, decode<std::uint64_t>(v[0]), [] {});
+}
+
+// A reference in flight: the server keeps it until the receiver of the message takes it over.
+inline std::uint64_t make_ticket(const ref& r) {
+    std::lock_guard g(r.st->m);
+    auto v = exchange(r.st->connection(), *r.st->ep, ref_request(op::ticket, {encode(r.id)}));
+    if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+    return decode<std::uint64_t>(v[0]);
+}
+
+// A spawned or forkserver child's connection, made to hold `r`'s object too: one per manager
+// per start record (kept in fd_table::extras, so that ours closes once the child has its copy).
+inline Connection child_connection(const ref& r) {
+    auto& slot = fd_table::current()->extras["manager references " + r.st->ep->connection_key];
+    if (!slot) slot = std::make_shared<Connection>(open_connection(*r.st->ep));
+    auto& c = *std::static_pointer_cast<Connection>(slot);
+    exchange(c, *r.st->ep, ref_request(op::incref, {encode(r.id)}));
+    return c;
+}
+
+// In that child: the connection becomes this process's, already holding `id`.
+inline ref_ptr adopt_child_connection(const std::shared_ptr<const endpoint>& ep, std::uint64_t id,
+                                      Connection c) {
+    auto st = ref_state_for(ep);
+    std::lock_guard g(st->m);
+    if (st->pid != self_pid() || st->conn.closed()) {
+        st->conn = std::move(c);
+        st->pid = self_pid();
+        return st->get(st, id, [] {});
+    }
+    return st->get(st, id, [&] {
+        exchange(st->conn, *ep, ref_request(op::incref, {encode(id)}));
+    });
+}
+
 }  // namespace detail::mgr
 
 // What BaseManager::register_ takes for each method a proxy may call: its name on the wire
@@ -259,7 +519,8 @@ class ArrayProxy;
 // ---- proxies ----------------------------------------------------------------------------------
 
 // Python: multiprocessing.managers.BaseProxy: which manager, which object. Copies refer to the
-// same object. Serializable, so a proxy can be sent to another process like any value.
+// same object, which lives at the server while a proxy of it lives anywhere (see reference
+// counting above). Serializable, so a proxy can be sent to another process like any value.
 class BaseProxy {
 public:
     // An unbound proxy (Python has none); calls throw mp::ValueError.
@@ -267,51 +528,92 @@ public:
 
     // Python: proxy._token.address and proxy._token.id
     const Address& address() const { return endpoint().address; }
-    std::uint64_t id() const noexcept { return id_; }
+    std::uint64_t id() const noexcept { return ref_ ? ref_->id : 0; }
 
     // The authkey travels only to a child being started by spawn or forkserver (Python's
     // thread_is_spawning()); in a message, the receiver uses the key it knows for the address.
+    // A reference travels along (see reference counting above): how, after the id.
     template <class Archive>
     void serialize(Archive& ar) {
+        enum : std::uint8_t { by_incref, by_ticket, by_connection };
         if constexpr (Archive::is_loading) {
             Address a;
             std::uint64_t id = 0;
             std::optional<std::string> key;
-            ar(a, id, key);
-            if (a.empty())
-                ep_ = nullptr;
-            else if (key)
-                ep_ = std::make_shared<const detail::mgr::endpoint>(a, std::move(*key));
-            else
-                ep_ = detail::mgr::endpoint_for(a);
-            if (key) detail::mgr::remember(ep_);
-            id_ = id;
+            std::uint8_t how = by_incref;
+            ar(a, id, key, how);
+            if (a.empty()) {
+                ref_ = nullptr;
+                return;
+            }
+            std::shared_ptr<const detail::mgr::endpoint> ep;
+            if (key) {
+                ep = std::make_shared<const detail::mgr::endpoint>(a, std::move(*key));
+                detail::mgr::remember(ep);
+            } else {
+                ep = detail::mgr::endpoint_for(a);
+            }
+            if (how == by_ticket) {
+                std::uint64_t ticket = 0;
+                ar(ticket);
+                ref_ = detail::mgr::take_ref(ep, id, ticket);
+            } else if (how == by_connection) {
+                Connection c;
+                ar(c);
+                ref_ = detail::mgr::adopt_child_connection(ep, id, std::move(c));
+            } else if (how == by_incref) {
+                ref_ = detail::mgr::take_ref(ep, id);
+            } else {
+                throw SerializationError("malformed manager proxy");
+            }
         } else {
-            std::optional<std::string> key;
-            if (ep_ && detail::fd_table::current()) key = ep_->authkey;
-            ar(ep_ ? ep_->address : Address(), id_, key);
+            if (!ref_) {
+                ar(Address(), std::uint64_t(0), std::optional<std::string>(), by_incref);
+                return;
+            }
+            const auto& ep = *ref_->st->ep;
+            auto& n = detail::mgr::nested();
+            if (n.ep && n.ep->key == ep.key) {
+                // An argument of a request to our own manager: the object it goes to holds it.
+                if (n.ids.empty()) n.key = ep.key;
+                n.ids.push_back(ref_->id);
+                ar(ep.address, ref_->id, std::optional<std::string>(), by_incref);
+            } else if (detail::fd_table::current()) {
+                ar(ep.address, ref_->id, std::optional<std::string>(ep.authkey), by_connection,
+                   detail::mgr::child_connection(*ref_));
+            } else {
+                ar(ep.address, ref_->id, std::optional<std::string>(), by_ticket,
+                   detail::mgr::make_ticket(*ref_));
+            }
         }
     }
 
     friend bool operator==(const BaseProxy& a, const BaseProxy& b) noexcept {
-        return a.id_ == b.id_ && (a.ep_ == b.ep_ || (a.ep_ && b.ep_ && a.ep_->key == b.ep_->key));
+        if (a.ref_ == b.ref_) return true;
+        return a.ref_ && b.ref_ && a.ref_->id == b.ref_->id &&
+               a.ref_->st->ep->key == b.ref_->st->ep->key;
     }
 
 protected:
     friend class BaseManager;
-    BaseProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : ep_(std::move(ep)), id_(id) {}
+    explicit BaseProxy(detail::mgr::ref_ptr r) : ref_(std::move(r)) {}
 
     const detail::mgr::endpoint& endpoint() const {
-        if (!ep_) throw ValueError("the proxy is not bound to a manager object");
-        return *ep_;
+        if (!ref_) throw ValueError("the proxy is not bound to a manager object");
+        return *ref_->st->ep;
+    }
+
+    // An argument of a request, encoded (proxies in it are held by the object, see nesting).
+    template <class T>
+    detail::mgr::blob pack(const T& v) const {
+        return detail::mgr::encode_for(endpoint(), v);
     }
 
     // Python: BaseProxy._callmethod(methodname, args)
     std::vector<detail::mgr::blob> call(detail::mgr::op code,
                                         std::vector<detail::mgr::blob> args = {},
                                         std::int64_t timeout_ns = -1) const {
-        return detail::mgr::call(endpoint(), id_, code, std::move(args), timeout_ns);
+        return detail::mgr::call(endpoint(), id(), code, std::move(args), timeout_ns);
     }
     // The one value a call returns.
     template <class R>
@@ -329,8 +631,7 @@ protected:
         return out;
     }
 
-    std::shared_ptr<const detail::mgr::endpoint> ep_;
-    std::uint64_t id_ = 0;
+    detail::mgr::ref_ptr ref_;
 };
 
 // Python: multiprocessing.managers.DictProxy (manager.dict()): a dict of K to V at the server.
@@ -435,11 +736,10 @@ public:
 private:
     friend class SyncManager;
     using op = detail::mgr::op;
-    DictProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    DictProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     template <class T>
-    static detail::mgr::blob enc(const T& v) {
-        return detail::mgr::encode(v);
+    detail::mgr::blob enc(const T& v) const {
+        return pack(v);
     }
 };
 
@@ -512,10 +812,9 @@ private:
     friend class SyncManager;
     friend class ArrayProxy<T>;
     using op = detail::mgr::op;
-    ListProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    ListProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     static detail::mgr::blob idx(std::ptrdiff_t i) { return detail::mgr::encode<std::int64_t>(i); }
-    static detail::mgr::blob enc(const T& v) { return detail::mgr::encode(v); }
+    detail::mgr::blob enc(const T& v) const { return pack(v); }
 };
 
 // Python: the proxy of manager.Array(typecode, sequence): fixed length; get, set, size.
@@ -538,10 +837,9 @@ public:
 
 private:
     friend class SyncManager;
-    ArrayProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    ArrayProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     // The server serves an Array as a list that refuses to change length.
-    ListProxy<T> as_list() const { return ListProxy<T>(ep_, id_); }
+    ListProxy<T> as_list() const { return ListProxy<T>(ref_); }
 };
 
 // Python: multiprocessing.managers.ValueProxy (manager.Value(typecode, value)): get() and set(),
@@ -552,15 +850,14 @@ public:
     ValueProxy() = default;
     T get() const { return call_for<T>(detail::mgr::op::list_get, {zero()}); }
     void set(const T& v) const {
-        call(detail::mgr::op::list_set, {zero(), detail::mgr::encode(v)});
+        call(detail::mgr::op::list_set, {zero(), pack(v)});
     }
     T value() const { return get(); }
     void value(const T& v) const { set(v); }
 
 private:
     friend class SyncManager;
-    ValueProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    ValueProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     static detail::mgr::blob zero() { return detail::mgr::encode<std::int64_t>(0); }
 };
 
@@ -601,8 +898,7 @@ public:
 
 private:
     friend class SyncManager;
-    NamespaceProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    NamespaceProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
 };
 
 // Python: the proxy of manager.Queue(maxsize) and manager.JoinableQueue(maxsize) (a queue.Queue
@@ -652,10 +948,9 @@ public:
 
 private:
     friend class SyncManager;
-    QueueProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    QueueProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     void put_for(const T& obj, std::int64_t ns) const {
-        call(detail::mgr::op::queue_put, {detail::mgr::encode(obj)}, ns);
+        call(detail::mgr::op::queue_put, {pack(obj)}, ns);
     }
     T get_for(std::int64_t ns) const { return call_for<T>(detail::mgr::op::queue_get, {}, ns); }
 };
@@ -699,8 +994,7 @@ public:
 private:
     friend class SyncManager;
     friend class ConditionProxy;
-    AcquirerProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    AcquirerProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     bool acquire_for(std::int64_t ns) const {
         return call_for<bool>(detail::mgr::op::acquire, {}, ns);
     }
@@ -748,8 +1042,7 @@ public:
 
 private:
     friend class SyncManager;
-    ConditionProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : AcquirerProxy(std::move(ep), id) {}
+    ConditionProxy(detail::mgr::ref_ptr r) : AcquirerProxy(std::move(r)) {}
     bool wait_for_ns(std::int64_t ns) const {
         return call_for<bool>(detail::mgr::op::condition_wait, {}, ns);
     }
@@ -772,8 +1065,7 @@ public:
 
 private:
     friend class SyncManager;
-    EventProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    EventProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
 };
 
 // Python: multiprocessing.managers.BarrierProxy (manager.Barrier(parties, timeout=None)).
@@ -799,8 +1091,7 @@ public:
 
 private:
     friend class SyncManager;
-    BarrierProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    BarrierProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
 };
 
 // Python: the AutoProxy of an object of a registered type: its methods, called by member pointer
@@ -821,7 +1112,7 @@ public:
                       "mp::AutoProxy<T>::call: the method is not a member of T");
         typename traits::args args{std::forward<A>(a)...};
         auto v = BaseProxy::call(detail::mgr::op::callmethod,
-                                 {detail::mgr::method_name<T>(method), detail::mgr::encode(args)});
+                                 {detail::mgr::method_name<T>(method), pack(args)});
         if constexpr (!std::is_void_v<R>) {
             if (v.size() != 1) throw ProcessError("malformed reply from the manager");
             return detail::mgr::decode<R>(v[0]);
@@ -830,8 +1121,7 @@ public:
 
 private:
     friend class BaseManager;
-    AutoProxy(std::shared_ptr<const detail::mgr::endpoint> ep, std::uint64_t id)
-        : BaseProxy(std::move(ep), id) {}
+    AutoProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
 };
 
 // ---- managers ---------------------------------------------------------------------------------
@@ -1014,15 +1304,23 @@ public:
     // The server process's pid (Python: manager._process.pid); nullopt unless started here.
     std::optional<int> pid() const { return s_->process ? s_->process->pid() : std::nullopt; }
 
+    // Python: BaseManager._number_of_objects(): how many objects the server holds. An object
+    // goes when the last proxy of it, in whichever process, is gone.
+    std::size_t number_of_objects() {
+        auto v = detail::mgr::call(*endpoint(), 0, detail::mgr::op::number_of_objects);
+        if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+        return std::size_t(detail::mgr::decode<std::uint64_t>(v[0]));
+    }
+
     // Python: manager.<typeid>(...) of a registered type: a new T at the server (or the
     // factory's object) and its proxy.
     template <class T>
     AutoProxy<T> create() {
-        return AutoProxy<T>(endpoint(), create_registered<T>({}));
+        return AutoProxy<T>(create_registered<T>({}));
     }
     template <class T>
     requires serializable<T> AutoProxy<T> create(const T& initial) {
-        return AutoProxy<T>(endpoint(), create_registered<T>({detail::mgr::encode(initial)}));
+        return AutoProxy<T>(create_registered<T>({detail::mgr::encode_for(*endpoint(), initial)}));
     }
 
 protected:
@@ -1047,10 +1345,10 @@ protected:
     }
 
     // Python: BaseManager._create(typeid, *args): a builtin object at the server; its id.
-    std::uint64_t create_builtin(detail::mgr::kind k, std::vector<detail::mgr::blob> args = {}) {
+    detail::mgr::ref_ptr create_builtin(detail::mgr::kind k,
+                                        std::vector<detail::mgr::blob> args = {}) {
         args.insert(args.begin(), detail::mgr::encode(k));
-        auto v = detail::mgr::call(*endpoint(), 0, detail::mgr::op::create, std::move(args));
-        return detail::mgr::decode<std::uint64_t>(v.at(0));
+        return detail::mgr::create(endpoint(), detail::mgr::op::create, std::move(args));
     }
 
     std::unique_ptr<state> s_;
@@ -1105,7 +1403,7 @@ private:
     }
 
     template <class T>
-    std::uint64_t create_registered(std::vector<detail::mgr::blob> init) {
+    detail::mgr::ref_ptr create_registered(std::vector<detail::mgr::blob> init) {
         std::string type_id;
         {
             std::lock_guard g(detail::mgr::type_methods<T>::m);
@@ -1115,9 +1413,7 @@ private:
             throw ValueError(std::string(type_name<T>()) +
                              " was not registered with BaseManager::register_");
         init.insert(init.begin(), type_id);
-        auto v =
-            detail::mgr::call(*endpoint(), 0, detail::mgr::op::create_registered, std::move(init));
-        return detail::mgr::decode<std::uint64_t>(v.at(0));
+        return detail::mgr::create(endpoint(), detail::mgr::op::create_registered, std::move(init));
     }
 
     void check_initial(const char* what) const {
@@ -1169,26 +1465,26 @@ public:
     DictProxy<K, V> dict() {
         detail::require_serializable<K>();
         detail::require_serializable<V>();
-        return {endpoint(), create_builtin(detail::mgr::kind::dict)};
+        return {create_builtin(detail::mgr::kind::dict)};
     }
     template <class K, class V, std::ranges::input_range R>
     DictProxy<K, V> dict(const R& pairs) {
         std::vector<detail::mgr::blob> args;
         for (const auto& [k, v] : pairs) {
-            args.push_back(detail::mgr::encode(static_cast<const K&>(k)));
-            args.push_back(detail::mgr::encode(static_cast<const V&>(v)));
+            args.push_back(detail::mgr::encode_for(*endpoint(), static_cast<const K&>(k)));
+            args.push_back(detail::mgr::encode_for(*endpoint(), static_cast<const V&>(v)));
         }
-        return {endpoint(), create_builtin(detail::mgr::kind::dict, std::move(args))};
+        return {create_builtin(detail::mgr::kind::dict, std::move(args))};
     }
     // Python: manager.list() and manager.list(sequence)
     template <class T>
     ListProxy<T> list() {
         detail::require_serializable<T>();
-        return {endpoint(), create_builtin(detail::mgr::kind::list)};
+        return {create_builtin(detail::mgr::kind::list)};
     }
     template <class T, std::ranges::input_range R>
     ListProxy<T> list(const R& values) {
-        return {endpoint(), create_builtin(detail::mgr::kind::list, encode_all<T>(values))};
+        return {create_builtin(detail::mgr::kind::list, encode_all<T>(values))};
     }
     template <class T>
     ListProxy<T> list(std::initializer_list<T> values) {
@@ -1196,17 +1492,17 @@ public:
     }
     // Python: manager.Namespace()
     NamespaceProxy Namespace() {
-        return {endpoint(), create_builtin(detail::mgr::kind::namespace_)};
+        return {create_builtin(detail::mgr::kind::namespace_)};
     }
     // Python: manager.Value(typecode, value)
     template <class T>
     ValueProxy<T> Value(const T& value) {
-        return {endpoint(), create_builtin(detail::mgr::kind::value, {detail::mgr::encode(value)})};
+        return {create_builtin(detail::mgr::kind::value, {detail::mgr::encode_for(*endpoint(), value)})};
     }
     // Python: manager.Array(typecode, sequence); Array<T>(n) holds n value-initialized items.
     template <class T, std::ranges::input_range R>
     ArrayProxy<T> Array(const R& values) {
-        return {endpoint(), create_builtin(detail::mgr::kind::array, encode_all<T>(values))};
+        return {create_builtin(detail::mgr::kind::array, encode_all<T>(values))};
     }
     template <class T>
     ArrayProxy<T> Array(std::initializer_list<T> values) {
@@ -1214,15 +1510,14 @@ public:
     }
     template <class T>
     ArrayProxy<T> Array(std::size_t n) {
-        return {endpoint(),
-                create_builtin(detail::mgr::kind::array,
+        return {create_builtin(detail::mgr::kind::array,
                                std::vector<detail::mgr::blob>(n, detail::mgr::encode(T{})))};
     }
     // Python: manager.Queue(maxsize=0) and manager.JoinableQueue(maxsize=0)
     template <class T>
     QueueProxy<T> Queue(int maxsize = 0) {
         detail::require_serializable<T>();
-        return {endpoint(), create_builtin(detail::mgr::kind::queue,
+        return {create_builtin(detail::mgr::kind::queue,
                                            {detail::mgr::encode<std::int64_t>(maxsize)})};
     }
     template <class T>
@@ -1230,22 +1525,22 @@ public:
         return Queue<T>(maxsize);
     }
     // Python: manager.Lock(), RLock(), Semaphore(value=1), BoundedSemaphore(value=1)
-    AcquirerProxy Lock() { return {endpoint(), create_builtin(detail::mgr::kind::lock)}; }
-    AcquirerProxy RLock() { return {endpoint(), create_builtin(detail::mgr::kind::rlock)}; }
+    AcquirerProxy Lock() { return {create_builtin(detail::mgr::kind::lock)}; }
+    AcquirerProxy RLock() { return {create_builtin(detail::mgr::kind::rlock)}; }
     AcquirerProxy Semaphore(int value = 1) {
-        return {endpoint(), create_builtin(detail::mgr::kind::semaphore,
+        return {create_builtin(detail::mgr::kind::semaphore,
                                            {detail::mgr::encode<std::int64_t>(value)})};
     }
     AcquirerProxy BoundedSemaphore(int value = 1) {
-        return {endpoint(), create_builtin(detail::mgr::kind::bounded_semaphore,
+        return {create_builtin(detail::mgr::kind::bounded_semaphore,
                                            {detail::mgr::encode<std::int64_t>(value)})};
     }
     // Python: manager.Condition() (with its own RLock)
     ConditionProxy Condition() {
-        return {endpoint(), create_builtin(detail::mgr::kind::condition)};
+        return {create_builtin(detail::mgr::kind::condition)};
     }
     // Python: manager.Event()
-    EventProxy Event() { return {endpoint(), create_builtin(detail::mgr::kind::event)}; }
+    EventProxy Event() { return {create_builtin(detail::mgr::kind::event)}; }
     // Python: manager.Barrier(parties, action=None, timeout=None) (no action: it would have to
     // run in the server)
     BarrierProxy Barrier(int parties) { return barrier(parties, -1); }
@@ -1259,13 +1554,14 @@ protected:
 
 private:
     template <class T, class R>
-    static std::vector<detail::mgr::blob> encode_all(const R& values) {
+    std::vector<detail::mgr::blob> encode_all(const R& values) {
         std::vector<detail::mgr::blob> out;
-        for (const auto& v : values) out.push_back(detail::mgr::encode(static_cast<const T&>(v)));
+        for (const auto& v : values)
+            out.push_back(detail::mgr::encode_for(*endpoint(), static_cast<const T&>(v)));
         return out;
     }
     BarrierProxy barrier(int parties, std::int64_t timeout_ns) {
-        return {endpoint(), create_builtin(detail::mgr::kind::barrier,
+        return {create_builtin(detail::mgr::kind::barrier,
                                            {detail::mgr::encode<std::int64_t>(parties),
                                             detail::mgr::encode<std::int64_t>(timeout_ns)})};
     }

@@ -227,6 +227,10 @@ public:
             }
         }
         state_->popen = launch();
+        // Python: del self._target, self._args: the child has them now, and the parent keeps no
+        // reference to them (a manager's object goes when the last proxy of it does).
+        target_.reset();
+        write_target_ = nullptr;
         std::lock_guard lock(g.mutex);
         g.children.push_back(state_);
     }
@@ -540,7 +544,7 @@ private:
     // The target of a process started from a start record.
     struct record_target final : target_base {
         record_target(std::vector<std::byte> t, std::vector<int> f)
-            : target(std::move(t)), fds{std::move(f), {}} {}
+            : target(std::move(t)), fds{std::move(f), {}, {}} {}
         void invoke() override {
             detail::reader r(target);
             auto run = detail::from_code_ref_as<detail::invoker>(r.read<detail::code_ref>());

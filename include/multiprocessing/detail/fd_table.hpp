@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,6 +25,9 @@ struct fd_table {
     // Parent: the index of each descriptor in `fds`. A descriptor is handed over once however
     // many handles name it (100,000 Locks in one arena are one descriptor).
     std::unordered_map<int, std::uint32_t> index;
+    // Parent: what handles made for this child (a manager's connection holding the child's
+    // references), released when the table goes, once the child has its descriptors.
+    std::unordered_map<std::string, std::shared_ptr<void>> extras;
 
     static fd_table*& current() noexcept {
         static thread_local fd_table* table = nullptr;

@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -78,6 +79,8 @@ enum class op : std::uint8_t {
     callmethod,
     // Added later, kept last so that the codes above do not move: Lock, RLock, Semaphore.
     locked,
+    // Reference counting (the server, id 0): see `server` below.
+    incref, decref, ticket, adopt, number_of_objects,
 };
 // clang-format on
 
@@ -96,7 +99,13 @@ struct request {
     op code = op::dummy;
     std::int64_t timeout_ns = -1;  // for calls that block: -1 waits forever
     std::vector<blob> args;
+    // Objects of this manager whose proxies are inside `args` (a list of dict proxies): the
+    // object the request is for (or creates) holds them while it lives.
+    std::vector<std::uint64_t> holds;
 };
+
+// The requests that get no reply (a proxy's last copy in a process going away need not wait).
+inline bool one_way(op code) noexcept { return code == op::decref; }
 
 struct reply {
     bool ok = true;
@@ -166,6 +175,7 @@ struct client_context {
     std::uint64_t id = 0;  // identifies the connection: the owner of an RLock or Condition
     int fd = -1;           // the client's socket, to notice a hang-up while waiting
     bool shutdown = false;
+    bool holds_refs = false;  // objects were created or increfed on this connection
 };
 
 inline bool client_hung_up(int fd) noexcept {
@@ -758,6 +768,13 @@ inline std::shared_ptr<server_object> make_builtin(request& r) {
 // ---- the server -----------------------------------------------------------------------------
 
 // Python: multiprocessing.managers.Server: the object table and the request loop.
+//
+// Reference counting (Python's Server.incref/decref, with the holder being a connection): an
+// object lives while a connection holds it, a ticket is outstanding for it, or another object
+// holds it. Each client process keeps one connection per manager for its references, so that
+// its death, even by SIGKILL, closes that connection and drops them. References per connection
+// are a set (incref twice, decref once: gone), so a client never has to count what it holds;
+// a ticket is a reference in flight in a message, taken over by whoever decodes it.
 class server {
 public:
     server(std::string authkey, type_table types,
@@ -790,11 +807,14 @@ public:
         }
     }
 
-    // One request in, one reply out. Never throws, but client_gone (and bad_alloc).
+    // One request in, one reply out (none for a one-way request). Never throws, but
+    // client_gone (and bad_alloc).
     std::vector<std::byte> handle(client_context& ctx, std::span<const std::byte> in) {
         reply rp;
+        bool answer = true;
         try {
             request rq = deserialize<request>(in);
+            answer = !one_way(rq.code);
             rp.values = dispatch(ctx, rq);
         } catch (const client_gone&) {
             throw;
@@ -803,7 +823,21 @@ public:
             auto packed = pack_exception(std::current_exception());
             rp.values.assign(1, blob(reinterpret_cast<const char*>(packed.data()), packed.size()));
         }
+        if (!answer) return {};
         return serialize(rp);
+    }
+
+    // What a connection that goes away held: dropped.
+    void release_connection(std::uint64_t conn) {
+        std::vector<std::shared_ptr<server_object>> freed;
+        {
+            std::lock_guard g(m_);
+            auto it = held_by_.find(conn);
+            if (it == held_by_.end()) return;
+            auto ids = std::move(it->second);
+            held_by_.erase(it);
+            for (auto id : ids) release(id, freed);
+        }
     }
 
     [[noreturn]] static void end_process() {
@@ -813,32 +847,157 @@ public:
     }
 
 private:
+    struct entry {
+        std::shared_ptr<server_object> object;
+        std::uint64_t refs = 0;
+        std::vector<std::uint64_t> holds;  // objects this one holds (proxies stored in it)
+        const void* shared_key = nullptr;  // a registered factory's shared object
+    };
+
     void serve_client(posix::unique_fd fd, std::uint64_t id) {
+        client_context ctx{id, -1, false};
         try {
             Connection c = connection::detail::adopt_socket(std::move(fd));
             connection::detail::server_handshake(c, authkey_,
                                                  detail::deadline_after(handshake_timeout_));
             if (is_local(c)) c = server_upgrade(c);
-            client_context ctx{id, c.fileno(), false};
+            ctx.fd = c.fileno();
             for (;;) {
                 auto in = c.recv_bytes();
                 auto out = handle(ctx, in);
-                c.send_bytes(out);
+                if (!out.empty()) c.send_bytes(out);
                 if (ctx.shutdown) end_process();
             }
         } catch (...) {
             // The client hung up, failed the handshake or broke the framing: drop it.
         }
+        if (ctx.holds_refs) release_connection(id);
     }
 
     std::vector<blob> dispatch(client_context& ctx, request& r) {
-        if (r.id != 0) return find(r.id)->call(ctx, r);
+        if (r.id != 0) {
+            auto v = find(r.id)->call(ctx, r);
+            if (!r.holds.empty()) hold(r.id, r.holds);
+            return v;
+        }
         switch (r.code) {
             case op::dummy: return {};
             case op::shutdown: ctx.shutdown = true; return {};
-            case op::create: return {encode(add(make_builtin(r)))};
-            case op::create_registered: return {encode(create_registered(r))};
+            case op::create: return {encode(created(ctx, r, add(make_builtin(r))))};
+            case op::create_registered: return {encode(created(ctx, r, create_registered(r)))};
+            case op::incref: return incref(ctx, r);
+            case op::decref: decref(ctx, r); return {};
+            case op::ticket: return {encode(ticket(decode<std::uint64_t>(arg(r, 0))))};
+            case op::adopt: return adopt(ctx, r);
+            case op::number_of_objects: {
+                std::lock_guard g(m_);
+                return {encode<std::uint64_t>(objects_.size())};
+            }
             default: throw ValueError("malformed request: unknown server operation");
+        }
+    }
+
+    // A new object is held by the connection that asked for it, and holds what it was made of.
+    std::uint64_t created(client_context& ctx, request& r, std::uint64_t id) {
+        ctx.holds_refs = true;
+        {
+            std::lock_guard g(m_);
+            if (held_by_[ctx.id].insert(id).second) ++objects_.at(id).refs;
+        }
+        if (!r.holds.empty()) hold(id, r.holds);
+        return id;
+    }
+
+    [[noreturn]] static void gone(std::uint64_t id) {
+        throw ValueError("the manager has no object with id " + std::to_string(id) +
+                         " (every proxy of it was dropped, or it never existed)");
+    }
+
+    // Python: Server.incref(c, ident), for several objects: the connection holds each.
+    std::vector<blob> incref(client_context& ctx, request& r) {
+        ctx.holds_refs = true;
+        std::lock_guard g(m_);
+        auto& mine = held_by_[ctx.id];
+        std::optional<std::uint64_t> missing;
+        for (const auto& a : r.args) {
+            auto id = decode<std::uint64_t>(a);
+            auto it = objects_.find(id);
+            if (it == objects_.end())
+                missing = id;
+            else if (mine.insert(id).second)
+                ++it->second.refs;
+        }
+        if (missing) gone(*missing);
+        return {};
+    }
+
+    // Python: Server.decref(c, ident), for several objects.
+    void decref(client_context& ctx, request& r) {
+        std::vector<std::shared_ptr<server_object>> freed;  // destroyed after the lock
+        std::lock_guard g(m_);
+        auto it = held_by_.find(ctx.id);
+        if (it == held_by_.end()) return;
+        for (const auto& a : r.args) {
+            auto id = decode<std::uint64_t>(a);
+            if (it->second.erase(id)) release(id, freed);
+        }
+    }
+
+    // A reference for a proxy about to travel in a message.
+    std::uint64_t ticket(std::uint64_t id) {
+        std::lock_guard g(m_);
+        auto it = objects_.find(id);
+        if (it == objects_.end()) gone(id);
+        ++it->second.refs;
+        tickets_.emplace(next_ticket_, id);
+        return next_ticket_++;
+    }
+
+    // The decoder of such a message takes the ticket's reference over (a ticket already taken,
+    // by an earlier decoding of the same bytes, is a plain incref).
+    std::vector<blob> adopt(client_context& ctx, request& r) {
+        ctx.holds_refs = true;
+        auto t = decode<std::uint64_t>(arg(r, 0));
+        auto id = decode<std::uint64_t>(arg(r, 1));
+        std::vector<std::shared_ptr<server_object>> freed;
+        std::lock_guard g(m_);
+        auto it = objects_.find(id);
+        if (it == objects_.end()) gone(id);
+        if (held_by_[ctx.id].insert(id).second) ++it->second.refs;
+        if (auto tk = tickets_.find(t); tk != tickets_.end() && tk->second == id) {
+            tickets_.erase(tk);
+            release(id, freed);
+        }
+        return {};
+    }
+
+    // Object `id` holds `held` (those that exist and it does not hold yet).
+    void hold(std::uint64_t id, const std::vector<std::uint64_t>& held) {
+        std::lock_guard g(m_);
+        auto it = objects_.find(id);
+        if (it == objects_.end()) return;
+        for (auto h : held) {
+            auto target = objects_.find(h);
+            if (h == id || target == objects_.end()) continue;
+            auto& hs = it->second.holds;
+            if (std::find(hs.begin(), hs.end(), h) != hs.end()) continue;
+            hs.push_back(h);
+            ++target->second.refs;
+        }
+    }
+
+    // One reference fewer; an object that had its last goes, and so do its holds. Under m_;
+    // the objects are destroyed by the caller once m_ is released.
+    void release(std::uint64_t id, std::vector<std::shared_ptr<server_object>>& freed) {
+        std::vector<std::uint64_t> work{id};
+        while (!work.empty()) {
+            auto it = objects_.find(work.back());
+            work.pop_back();
+            if (it == objects_.end() || --it->second.refs > 0) continue;
+            work.insert(work.end(), it->second.holds.begin(), it->second.holds.end());
+            if (it->second.shared_key) shared_ids_.erase(it->second.shared_key);
+            freed.push_back(std::move(it->second.object));
+            objects_.erase(it);
         }
     }
 
@@ -854,32 +1013,35 @@ private:
         if (!it->second->shared) return add(std::move(o));
         // A factory handing out one shared object: one id, hence one mutex, per object.
         std::lock_guard g(m_);
-        auto [pos, fresh] = shared_ids_.try_emplace(o->object.get(), next_id_);
-        if (fresh) objects_.emplace(next_id_++, std::move(o));
+        const void* key = o->object.get();
+        auto [pos, fresh] = shared_ids_.try_emplace(key, next_id_);
+        if (fresh) objects_.emplace(next_id_++, entry{std::move(o), 0, {}, key});
         return pos->second;
     }
 
     std::uint64_t add(std::shared_ptr<server_object> o) {
         std::lock_guard g(m_);
-        objects_.emplace(next_id_, std::move(o));
+        objects_.emplace(next_id_, entry{std::move(o), 0, {}, nullptr});
         return next_id_++;
     }
 
     std::shared_ptr<server_object> find(std::uint64_t id) {
         std::lock_guard g(m_);
         auto it = objects_.find(id);
-        if (it == objects_.end())
-            throw ValueError("no object with id " + std::to_string(id) + " on the manager");
-        return it->second;
+        if (it == objects_.end()) gone(id);
+        return it->second.object;
     }
 
     std::string authkey_;
     type_table types_;
     std::chrono::nanoseconds handshake_timeout_;
     std::mutex m_;
-    std::unordered_map<std::uint64_t, std::shared_ptr<server_object>> objects_;
+    std::unordered_map<std::uint64_t, entry> objects_;
+    std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>> held_by_;  // connection
+    std::unordered_map<std::uint64_t, std::uint64_t> tickets_;                      // -> object
     std::map<const void*, std::uint64_t> shared_ids_;
     std::uint64_t next_id_ = 1;
+    std::uint64_t next_ticket_ = 1;
     std::atomic<std::uint64_t> next_connection_{1};
 };
 

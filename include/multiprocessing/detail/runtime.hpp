@@ -35,4 +35,10 @@ inline int self_pid() noexcept {
     return p;
 }
 
+// Handlers around every fork() of this process, raw ones by the user included (pthread_atfork).
+inline void at_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+    (void)self_pid();  // its handler first: the child's handlers registered here use it
+    ::pthread_atfork(prepare, parent, child);
+}
+
 }  // namespace multiprocessing::detail
