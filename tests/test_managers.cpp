@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <sys/prctl.h>
@@ -200,6 +201,12 @@ TEST_CASE("DictProxy: Python's dict operations") {
     for (int i = 1; i < 190; ++i) e.erase(i);
     CHECK(e.keys() == std::vector<int>{190, 191, 192, 193, 194, 195, 196, 197, 198, 199});
     CHECK(e.at(195) == 1950);
+    // 3.13: d |= other; d.copy() (a plain map, any kind)
+    auto f = manager.dict<std::string, int>();
+    f |= std::vector<std::pair<std::string, int>>{{"b", 2}, {"a", 1}};
+    f |= std::map<std::string, int>{{"b", 3}};
+    CHECK(f.copy() == std::map<std::string, int>{{"a", 1}, {"b", 3}});
+    CHECK(f.copy<std::unordered_map<std::string, int>>().at("b") == 3);
 }
 
 TEST_CASE("ListProxy: Python's list operations, negative indexes, errors") {
@@ -235,6 +242,93 @@ TEST_CASE("ListProxy: Python's list operations, negative indexes, errors") {
     auto s = manager.list<std::string>(std::vector<std::string>{"a", "b"});
     s.append("c");
     CHECK(s.to_vector() == std::vector<std::string>{"a", "b", "c"});
+    // reverse, sort (stable; a key; reversed), +=, *=, copy
+    s.reverse();
+    CHECK(s.copy() == std::vector<std::string>{"c", "b", "a"});
+    auto p = manager.list<Point>({{3, 0}, {1, 1}, {2, 0}, {1, 0}});
+    p.sort({}, &Point::x);
+    CHECK(p.to_vector() == std::vector<Point>{{1, 1}, {1, 0}, {2, 0}, {3, 0}});
+    p.sort(std::ranges::greater{}, &Point::x);
+    CHECK(p.to_vector() == std::vector<Point>{{3, 0}, {2, 0}, {1, 1}, {1, 0}});
+    auto n = manager.list<int>({2, 1});
+    n.sort();
+    n += std::vector<int>{3};
+    n *= 2;
+    CHECK(n.to_vector() == std::vector<int>{1, 2, 3, 1, 2, 3});
+    n *= 0;
+    CHECK(n.empty());
+    // A sort races with appends from a child: the result is a sorted list of all items (the
+    // sort retried when the list changed under it), or the appends came after the sort.
+    auto big = manager.list<int>();
+    for (int i = 0; i < 200; ++i) big.append(199 - i);
+    auto child = mp::Process(
+        +[](mp::ListProxy<int> l) {
+            for (int i = 200; i < 400; ++i) l.append(i);
+        },
+        big);
+    child.start();
+    big.sort();
+    REQUIRE(child.join(20s));
+    auto all = big.to_vector();
+    CHECK(all.size() == 400);
+    CHECK(std::is_sorted(all.begin(), all.begin() + 200));
+    std::ranges::sort(all);
+    for (int i = 0; i < 400; ++i) CHECK(all[std::size_t(i)] == i);
+}
+
+TEST_CASE("SetProxy: Python 3.14's manager.set()") {
+    auto manager = mp::Manager();
+    auto s = manager.set<int>({1, 2, 3});
+    auto sorted = [](std::vector<int> v) {
+        std::ranges::sort(v);
+        return v;
+    };
+    CHECK(s.size() == 3);
+    s.add(3);
+    s.add(4);
+    CHECK(s.size() == 4);
+    CHECK(s.contains(4));
+    CHECK(s.discard(4));
+    CHECK_FALSE(s.discard(4));
+    CHECK_THROWS_AS(s.remove(4), std::out_of_range);
+    s.remove(3);
+    CHECK(sorted(s.copy()) == std::vector<int>{1, 2});
+    s |= std::vector<int>{5, 6};
+    s -= std::vector<int>{1};
+    CHECK(sorted(s.copy()) == std::vector<int>{2, 5, 6});
+    s &= std::vector<int>{2, 5, 7};
+    CHECK(sorted(s.copy()) == std::vector<int>{2, 5});
+    s ^= std::vector<int>{5, 8};
+    CHECK(sorted(s.copy()) == std::vector<int>{2, 8});
+    CHECK(sorted(s.union_(std::vector<int>{1})) == std::vector<int>{1, 2, 8});
+    CHECK(sorted(s.intersection(std::vector<int>{8, 9})) == std::vector<int>{8});
+    CHECK(sorted(s.difference(std::vector<int>{8})) == std::vector<int>{2});
+    CHECK(sorted(s.symmetric_difference(std::vector<int>{8, 9})) == std::vector<int>{2, 9});
+    CHECK(s.isdisjoint(std::vector<int>{1, 3}));
+    CHECK_FALSE(s.isdisjoint(std::vector<int>{2}));
+    CHECK(s.issubset(std::vector<int>{2, 8, 10}));
+    CHECK_FALSE(s.issubset(std::vector<int>{2}));
+    CHECK(s.issuperset(std::vector<int>{8}));
+    auto v = s.pop();
+    CHECK((v == 2 || v == 8));
+    CHECK(s.size() == 1);
+    s.clear();
+    CHECK(s.empty());
+    CHECK_THROWS_AS(s.pop(), std::out_of_range);
+    // Shared with a child, as every proxy.
+    auto words = manager.set<std::string>();
+    auto child = mp::Process(
+        +[](mp::SetProxy<std::string> w) {
+            w.add("from the child");
+            w.add("twice");
+            w.add("twice");
+        },
+        words);
+    child.start();
+    REQUIRE(child.join(20s));
+    CHECK(child.exitcode() == 0);
+    CHECK(words.size() == 2);
+    CHECK(words.contains("from the child"));
 }
 
 TEST_CASE("ValueProxy, ArrayProxy and NamespaceProxy") {
@@ -340,7 +434,7 @@ TEST_CASE("Lock and RLock proxies: exclusion across processes, ownership, timeou
     done.set();
     CHECK(lock.acquire(true, 10s));
     lock.release();
-    CHECK_THROWS_AS(lock.release(), std::runtime_error);
+    CHECK_THROWS_AS(lock.release(), mp::ValueError);
     holder.join();
     {
         std::scoped_lock g(lock);
@@ -354,12 +448,12 @@ TEST_CASE("Lock and RLock proxies: exclusion across processes, ownership, timeou
     CHECK(rlock.acquire());  // reentrant for its owner thread
     std::thread other([rlock] {
         CHECK_FALSE(rlock.try_lock());
-        CHECK_THROWS_AS(rlock.release(), std::runtime_error);
+        CHECK_THROWS_AS(rlock.release(), mp::ValueError);
     });
     other.join();
     rlock.release();
     rlock.release();
-    CHECK_THROWS_AS(rlock.release(), std::runtime_error);
+    CHECK_THROWS_AS(rlock.release(), mp::ValueError);
     std::thread taker([rlock] {
         CHECK(rlock.try_lock());
         rlock.unlock();
@@ -417,8 +511,8 @@ TEST_CASE("ConditionProxy: wait, notify, wait_for, timeouts, misuse") {
         cond.acquire();  // the lock is an RLock
         cond.release();
     }
-    CHECK_THROWS_AS(cond.wait(10ms), std::runtime_error);
-    CHECK_THROWS_AS(cond.notify(), std::runtime_error);
+    CHECK_THROWS_AS(cond.wait(10ms), mp::ValueError);
+    CHECK_THROWS_AS(cond.notify(), mp::ValueError);
 }
 
 TEST_CASE("EventProxy across processes") {
@@ -780,4 +874,49 @@ TEST_CASE("hostile clients of a manager never disturb the others") {
     CHECK(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
     CHECK(manager.number_of_objects() == 1);
     CHECK(d.at(19) == 19);
+}
+
+TEST_CASE("SharedMemoryManager unlinks the segments made through it when it shuts down") {
+    auto attachable = [](const std::string& name) {
+        try {
+            mp::shared_memory::SharedMemory attached(name);
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    };
+    std::vector<std::string> names;
+    bool by_destructor = GENERATE(false, true);
+    CAPTURE(by_destructor);
+    {
+        mp::managers::SharedMemoryManager smm;
+        CHECK_THROWS_AS(smm.SharedMemory(8), mp::ValueError);  // not started
+        smm.start();
+        auto shm = smm.SharedMemory(64);
+        auto list = smm.ShareableList<int>({1, 2, 3});
+        auto gone = smm.SharedMemory(8);
+        gone.unlink();  // already unlinked by its user: shutdown does not mind
+        names = {shm.name(), list.shm().name()};
+        auto child = mp::Process(
+            +[](mp::shared_memory::SharedMemory s, mp::shared_memory::ShareableList<int> l) {
+                s.buf()[0] = std::byte{42};
+                l[2] = 30;
+            },
+            shm, list);
+        child.start();
+        REQUIRE(child.join(20s));
+        CHECK(child.exitcode() == 0);
+        CHECK(shm.buf()[0] == std::byte{42});
+        CHECK(list[2] == 30);
+        CHECK(attachable(names[0]));
+        CHECK(attachable(names[1]));
+        if (!by_destructor) {
+            smm.shutdown();
+            CHECK_FALSE(attachable(names[0]));
+            CHECK_FALSE(attachable(names[1]));
+            CHECK(shm.buf()[0] == std::byte{42});  // the mappings stay valid, as in Python
+        }
+    }
+    CHECK_FALSE(attachable(names[0]));
+    CHECK_FALSE(attachable(names[1]));
 }

@@ -24,6 +24,7 @@
 // clients may call by member pointer: proxy.call(&Counter::increment, 1).
 #pragma once
 
+#include <algorithm>
 #include <any>
 #include <atomic>
 #include <chrono>
@@ -31,7 +32,9 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +56,7 @@
 #include "errors.hpp"
 #include "process.hpp"
 #include "serialization.hpp"
+#include "shared_memory.hpp"
 
 namespace multiprocessing {
 
@@ -369,6 +373,7 @@ struct ref_state {
 struct ref_table {
     std::mutex m;
     std::unordered_map<std::string, std::shared_ptr<ref_state>> by_key;  // connection_key
+    std::vector<ref_state*> forking;  // locked across a fork, in address order (one lock order)
 };
 inline ref_table& refs() {
     static ref_table t;
@@ -379,7 +384,10 @@ inline ref_table& refs() {
 inline void refs_before_fork() noexcept {
     auto& t = refs();
     t.m.lock();
-    for (auto& [key, st] : t.by_key) {
+    t.forking.clear();
+    for (auto& [key, st] : t.by_key) t.forking.push_back(st.get());
+    std::sort(t.forking.begin(), t.forking.end());
+    for (auto* st : t.forking) {
         st->m.lock();
         if (st->pid != self_pid() || st->conn.closed()) continue;
         auto ids = st->held_ids();
@@ -395,7 +403,7 @@ inline void refs_before_fork() noexcept {
 }
 inline void refs_after_fork_in_parent() noexcept {
     auto& t = refs();
-    for (auto& [key, st] : t.by_key) {
+    for (auto* st : t.forking) {
         st->for_child = Connection();
         st->m.unlock();
     }
@@ -403,7 +411,7 @@ inline void refs_after_fork_in_parent() noexcept {
 }
 inline void refs_after_fork_in_child() noexcept {
     auto& t = refs();
-    for (auto& [key, st] : t.by_key) {
+    for (auto* st : t.forking) {
         st->conn = std::move(st->for_child);  // the parent's copy goes quietly
         st->for_child = Connection();
         st->pid = st->conn.closed() ? 0 : self_pid();
@@ -730,8 +738,21 @@ public:
     void update(std::initializer_list<std::pair<K, V>> pairs) const {
         update(std::vector<std::pair<K, V>>(pairs));
     }
+    // Python: d |= other (3.9; on the proxy 3.13): update.
+    template <std::ranges::input_range R>
+    const DictProxy& operator|=(const R& pairs) const {
+        update(pairs);
+        return *this;
+    }
     // Python: d.clear()
     void clear() const { call(op::clear); }
+    // Python: d.copy(): a plain dict; here any map built from the items in insertion order
+    // (std::map<K, V> unless told).
+    template <class Map = std::map<K, V>>
+    Map copy() const {
+        auto all = items();
+        return Map(std::make_move_iterator(all.begin()), std::make_move_iterator(all.end()));
+    }
 
 private:
     friend class SyncManager;
@@ -807,6 +828,46 @@ public:
     void clear() const { call(op::clear); }
     // Python: l[:] (a copy)
     std::vector<T> to_vector() const { return decode_all<T>(call(op::list_items)); }
+    // Python: l.copy() (3.13): a plain list, here a std::vector.
+    std::vector<T> copy() const { return to_vector(); }
+    // Python: l.reverse()
+    void reverse() const { call(op::list_reverse); }
+    // Python: l.sort(key=..., reverse=...): sort() by <, sort(std::ranges::greater{}) for
+    // reverse=True, sort(comp, projection) for a key. Stable, as Python's. The comparison runs
+    // here, not at the server (it is C++ code of this process); the sorted order replaces the
+    // list only if nobody changed it meanwhile, else it is read and sorted again: atomic, as
+    // Python's sort at the server is.
+    template <class Compare = std::ranges::less, class Proj = std::identity>
+    requires std::indirect_strict_weak_order<Compare,
+                                             std::projected<const T*, Proj>>
+    void sort(Compare comp = {}, Proj proj = {}) const {
+        for (;;) {
+            auto before = call(op::list_items);
+            auto values = decode_all<T>(before);
+            std::vector<std::size_t> order(values.size());
+            for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+            std::ranges::stable_sort(order, [&](std::size_t a, std::size_t b) {
+                return std::invoke(comp, std::invoke(proj, values[a]),
+                                   std::invoke(proj, values[b]));
+            });
+            std::vector<detail::mgr::blob> args;
+            args.reserve(1 + 2 * before.size());
+            args.push_back(detail::mgr::encode<std::uint64_t>(before.size()));
+            args.insert(args.end(), before.begin(), before.end());
+            for (auto i : order) args.push_back(before[i]);
+            if (call_for<bool>(op::list_replace_if, std::move(args))) return;
+        }
+    }
+    // Python: l += iterable (extend) and l *= n
+    template <std::ranges::input_range R>
+    const ListProxy& operator+=(const R& values) const {
+        extend(values);
+        return *this;
+    }
+    const ListProxy& operator*=(std::ptrdiff_t n) const {
+        call(op::list_repeat, {detail::mgr::encode<std::int64_t>(n)});
+        return *this;
+    }
 
 private:
     friend class SyncManager;
@@ -815,6 +876,93 @@ private:
     ListProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
     static detail::mgr::blob idx(std::ptrdiff_t i) { return detail::mgr::encode<std::int64_t>(i); }
     detail::mgr::blob enc(const T& v) const { return pack(v); }
+};
+
+// Python: multiprocessing.managers.SetProxy (manager.set(), 3.14). Elements compare by their
+// encoding, as dict keys do. What Python returns as a new plain set (union, copy, ...) comes back
+// as a std::vector of the elements, in no particular order.
+template <class T>
+class SetProxy : public BaseProxy {
+public:
+    using value_type = T;
+
+    SetProxy() = default;
+
+    // Python: s.add(x), s.discard(x) (whether it was there), s.remove(x) (std::out_of_range,
+    // Python's KeyError, when absent), s.pop() (any element; std::out_of_range when empty)
+    void add(const T& v) const { call(op::set_add, {pack(v)}); }
+    bool discard(const T& v) const { return call_for<bool>(op::set_discard, {pack(v)}); }
+    void remove(const T& v) const { call(op::set_remove, {pack(v)}); }
+    T pop() const { return call_for<T>(op::set_pop); }
+    // Python: x in s, len(s), s.clear(), s.copy()
+    bool contains(const T& v) const { return call_for<bool>(op::set_contains, {pack(v)}); }
+    std::size_t size() const { return std::size_t(call_for<std::uint64_t>(op::len)); }
+    bool empty() const { return size() == 0; }
+    void clear() const { call(op::clear); }
+    std::vector<T> copy() const { return decode_all<T>(call(op::set_items)); }
+    std::vector<T> to_vector() const { return copy(); }
+
+    // Python: s.update(...), s.intersection_update(...), s.difference_update(...),
+    // s.symmetric_difference_update(...) and |=, &=, -=, ^=: each one atomic request.
+    template <std::ranges::input_range R>
+    void update(const R& values) const { call(op::set_update, all(values)); }
+    template <std::ranges::input_range R>
+    void intersection_update(const R& values) const {
+        call(op::set_intersection_update, all(values));
+    }
+    template <std::ranges::input_range R>
+    void difference_update(const R& values) const {
+        call(op::set_difference_update, all(values));
+    }
+    template <std::ranges::input_range R>
+    void symmetric_difference_update(const R& values) const {
+        call(op::set_symmetric_difference_update, all(values));
+    }
+    template <std::ranges::input_range R>
+    const SetProxy& operator|=(const R& v) const { return update(v), *this; }
+    template <std::ranges::input_range R>
+    const SetProxy& operator&=(const R& v) const { return intersection_update(v), *this; }
+    template <std::ranges::input_range R>
+    const SetProxy& operator-=(const R& v) const { return difference_update(v), *this; }
+    template <std::ranges::input_range R>
+    const SetProxy& operator^=(const R& v) const { return symmetric_difference_update(v), *this; }
+
+    // Python: s.union(...) (union_: `union` is a C++ keyword), s.intersection(...),
+    // s.difference(...), s.symmetric_difference(...): new sets, as vectors.
+    template <std::ranges::input_range R>
+    std::vector<T> union_(const R& values) const { return query(op::set_union, values); }
+    template <std::ranges::input_range R>
+    std::vector<T> intersection(const R& values) const {
+        return query(op::set_intersection, values);
+    }
+    template <std::ranges::input_range R>
+    std::vector<T> difference(const R& values) const { return query(op::set_difference, values); }
+    template <std::ranges::input_range R>
+    std::vector<T> symmetric_difference(const R& values) const {
+        return query(op::set_symmetric_difference, values);
+    }
+    // Python: s.isdisjoint(...), s.issubset(...), s.issuperset(...)
+    template <std::ranges::input_range R>
+    bool isdisjoint(const R& values) const { return call_for<bool>(op::set_isdisjoint, all(values)); }
+    template <std::ranges::input_range R>
+    bool issubset(const R& values) const { return call_for<bool>(op::set_issubset, all(values)); }
+    template <std::ranges::input_range R>
+    bool issuperset(const R& values) const { return call_for<bool>(op::set_issuperset, all(values)); }
+
+private:
+    friend class SyncManager;
+    using op = detail::mgr::op;
+    SetProxy(detail::mgr::ref_ptr r) : BaseProxy(std::move(r)) {}
+    template <class R>
+    std::vector<detail::mgr::blob> all(const R& values) const {
+        std::vector<detail::mgr::blob> out;
+        for (const auto& v : values) out.push_back(pack(static_cast<const T&>(v)));
+        return out;
+    }
+    template <class R>
+    std::vector<T> query(op code, const R& values) const {
+        return decode_all<T>(call(code, all(values)));
+    }
 };
 
 // Python: the proxy of manager.Array(typecode, sequence): fixed length; get, set, size.
@@ -972,8 +1120,8 @@ public:
     bool acquire(std::chrono::duration<Rep, Period> timeout) const {
         return acquire_for(detail::mgr::timeout_ns(timeout));
     }
-    // Python: release(); a Lock not held throws std::runtime_error, an RLock or Condition not
-    // owned by this thread std::runtime_error, a BoundedSemaphore above its value mp::ValueError.
+    // Python: release(); a Lock not held, an RLock or Condition not owned by this thread, a
+    // BoundedSemaphore above its value: mp::ValueError, as the library's own objects.
     void release() const { call(detail::mgr::op::release); }
     // Python 3.14: locked(); whether the object is held now (a Semaphore: its value is 0).
     bool locked() const { return call_for<bool>(detail::mgr::op::locked); }
@@ -1034,7 +1182,7 @@ public:
         }
         return result;
     }
-    // Python: notify(n=1) and notify_all(); std::runtime_error unless this thread holds the lock.
+    // Python: notify(n=1) and notify_all(); mp::ValueError unless this thread holds the lock.
     void notify(int n = 1) const {
         call(detail::mgr::op::condition_notify, {detail::mgr::encode<std::int64_t>(n)});
     }
@@ -1490,6 +1638,20 @@ public:
     ListProxy<T> list(std::initializer_list<T> values) {
         return list<T>(std::vector<T>(values));
     }
+    // Python: manager.set() and manager.set(iterable) (3.14)
+    template <class T>
+    SetProxy<T> set() {
+        detail::require_serializable<T>();
+        return {create_builtin(detail::mgr::kind::set)};
+    }
+    template <class T, std::ranges::input_range R>
+    SetProxy<T> set(const R& values) {
+        return {create_builtin(detail::mgr::kind::set, encode_all<T>(values))};
+    }
+    template <class T>
+    SetProxy<T> set(std::initializer_list<T> values) {
+        return set<T>(std::vector<T>(values));
+    }
     // Python: manager.Namespace()
     NamespaceProxy Namespace() {
         return {create_builtin(detail::mgr::kind::namespace_)};
@@ -1567,6 +1729,74 @@ private:
     }
 };
 
+// Python: multiprocessing.managers.SharedMemoryManager: a manager whose SharedMemory and
+// ShareableList segments, made by any of its clients, are unlinked when it shuts down (or goes:
+// the RAII form of `with SharedMemoryManager() as smm:`). Each segment is registered with the
+// resource tracker as well, so one whose manager was killed is still unlinked at the program's end.
+class SharedMemoryManager : public BaseManager {
+public:
+    using BaseManager::BaseManager;
+    SharedMemoryManager(SharedMemoryManager&&) noexcept = default;
+    SharedMemoryManager& operator=(SharedMemoryManager&& o) noexcept {
+        if (this != &o) {
+            unlink_quietly();
+            BaseManager::operator=(std::move(o));
+        }
+        return *this;
+    }
+    ~SharedMemoryManager() override { unlink_quietly(); }
+
+    // Python: smm.SharedMemory(size): a new segment of `size` bytes.
+    shared_memory::SharedMemory SharedMemory(std::size_t size) {
+        shared_memory::SharedMemory shm(std::nullopt, true, std::ptrdiff_t(size));
+        track(shm.name());
+        return shm;
+    }
+    // Python: smm.ShareableList(sequence)
+    template <class T, std::ranges::input_range R>
+    shared_memory::ShareableList<T> ShareableList(const R& sequence) {
+        shared_memory::ShareableList<T> list(sequence);
+        track(list.shm().name());
+        return list;
+    }
+    template <class T>
+    shared_memory::ShareableList<T> ShareableList(std::initializer_list<T> sequence) {
+        return ShareableList<T>(std::vector<T>(sequence));
+    }
+
+    // Python: SharedMemoryManager.shutdown(): unlinks every segment made through it, then stops
+    // the server.
+    void shutdown() {
+        unlink_segments();
+        BaseManager::shutdown();
+    }
+
+protected:
+    const char* server_name() const noexcept override { return "SharedMemoryManager"; }
+
+private:
+    void track(const std::string& name) {
+        detail::mgr::call(*endpoint(), 0, detail::mgr::op::track_segment, {name});
+    }
+    void unlink_quietly() noexcept {
+        try {
+            unlink_segments();
+        } catch (...) {
+            // The server is gone: the resource tracker unlinks what is left.
+        }
+    }
+    void unlink_segments() {
+        if (!s_ || s_->st != status::started || s_->creator_pid != detail::self_pid()) return;
+        for (const auto& name : detail::mgr::call(*s_->ep, 0, detail::mgr::op::segment_names)) {
+            try {
+                shared_memory::SharedMemory(name).unlink();
+            } catch (const std::exception&) {
+                // Already unlinked by its user.
+            }
+        }
+    }
+};
+
 // Python: multiprocessing.Manager(): a started SyncManager (`with Manager() as m:` is
 // `auto m = mp::Manager();` in a scope).
 inline SyncManager Manager() {
@@ -1590,6 +1820,8 @@ using multiprocessing::ListProxy;
 using multiprocessing::NamespaceProxy;
 using multiprocessing::QueueProxy;
 using multiprocessing::Server;
+using multiprocessing::SetProxy;
+using multiprocessing::SharedMemoryManager;
 using multiprocessing::SyncManager;
 using multiprocessing::ValueProxy;
 }  // namespace managers

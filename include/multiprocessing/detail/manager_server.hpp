@@ -81,6 +81,15 @@ enum class op : std::uint8_t {
     locked,
     // Reference counting (the server, id 0): see `server` below.
     incref, decref, ticket, adopt, number_of_objects,
+    // list, added later
+    list_reverse, list_repeat, list_replace_if,
+    // set (Python 3.14's SyncManager.set())
+    set_add, set_discard, set_remove, set_pop, set_contains, set_items, set_update,
+    set_intersection_update, set_difference_update, set_symmetric_difference_update, set_union,
+    set_intersection, set_difference, set_symmetric_difference, set_isdisjoint, set_issubset,
+    set_issuperset,
+    // SharedMemoryManager (the server, id 0): segments to unlink when it shuts down.
+    track_segment, segment_names,
 };
 // clang-format on
 
@@ -88,7 +97,7 @@ enum class op : std::uint8_t {
 // clang-format off
 enum class kind : std::uint8_t {
     dict, list, array, value, namespace_, queue, lock, rlock, semaphore, bounded_semaphore,
-    condition, event, barrier,
+    condition, event, barrier, set,
 };
 // clang-format on
 
@@ -400,7 +409,113 @@ struct list_object final : server_object {
                 items.erase(it);
                 return {};
             }
+            case op::list_reverse: std::reverse(items.begin(), items.end()); return {};
+            case op::list_repeat: {  // Python: l *= n
+                auto n = decode<std::int64_t>(arg(r, 0));
+                if (n <= 0) {
+                    items.clear();
+                    return {};
+                }
+                if (!items.empty() && std::uint64_t(n) > items.max_size() / items.size())
+                    throw std::length_error("list *= n: the list would be too long");
+                auto once = items;
+                items.reserve(once.size() * std::size_t(n));  // fails at once if it cannot fit
+                for (std::int64_t k = 1; k < n; ++k)
+                    items.insert(items.end(), once.begin(), once.end());
+                return {};
+            }
+            case op::list_replace_if: {
+                // args: n, the n items the client read, then what replaces them if they are
+                // still what the list holds (a sort done at the client, atomically).
+                auto n = decode<std::uint64_t>(arg(r, 0));
+                if (n > r.args.size() - 1) throw ValueError("malformed request: list_replace_if");
+                auto old_first = r.args.begin() + 1, new_first = old_first + std::ptrdiff_t(n);
+                if (!std::equal(items.begin(), items.end(), old_first, new_first))
+                    return {encode(false)};
+                items.assign(new_first, r.args.end());
+                return {encode(true)};
+            }
             default: unsupported(r, name);
+        }
+    }
+};
+
+// Python's set (SyncManager.set(), 3.14): elements by encoding, as dict keys are.
+struct set_object final : server_object {
+    std::mutex m;
+    std::unordered_set<blob> s;
+
+    std::vector<blob> call(client_context&, request& r) override {
+        std::lock_guard g(m);
+        auto others = [&] { return std::unordered_set<blob>(r.args.begin(), r.args.end()); };
+        auto elements = [](auto&& range) { return std::vector<blob>(range.begin(), range.end()); };
+        switch (r.code) {
+            case op::len: return {encode<std::uint64_t>(s.size())};
+            case op::clear: s.clear(); return {};
+            case op::set_add: s.insert(arg(r, 0)); return {};
+            case op::set_discard: return {encode(s.erase(arg(r, 0)) > 0)};
+            case op::set_remove:
+                if (!s.erase(arg(r, 0))) throw std::out_of_range("KeyError: not in the set");
+                return {};
+            case op::set_pop: {
+                if (s.empty()) throw std::out_of_range("KeyError: pop from an empty set");
+                return {std::move(s.extract(s.begin()).value())};
+            }
+            case op::set_contains: return {encode(s.contains(arg(r, 0)))};
+            case op::set_items: return elements(s);
+            case op::set_update: s.insert(r.args.begin(), r.args.end()); return {};
+            case op::set_intersection_update: {
+                auto o = others();
+                std::erase_if(s, [&](const blob& b) { return !o.contains(b); });
+                return {};
+            }
+            case op::set_difference_update:
+                for (const auto& b : r.args) s.erase(b);
+                return {};
+            case op::set_symmetric_difference_update:
+                for (const auto& b : others())
+                    if (!s.erase(b)) s.insert(b);
+                return {};
+            case op::set_union: {
+                auto u = s;
+                u.insert(r.args.begin(), r.args.end());
+                return elements(u);
+            }
+            case op::set_intersection: {
+                auto o = others();
+                std::vector<blob> out;
+                for (const auto& b : s)
+                    if (o.contains(b)) out.push_back(b);
+                return out;
+            }
+            case op::set_difference: {
+                auto o = others();
+                std::vector<blob> out;
+                for (const auto& b : s)
+                    if (!o.contains(b)) out.push_back(b);
+                return out;
+            }
+            case op::set_symmetric_difference: {
+                auto o = others();
+                std::vector<blob> out;
+                for (const auto& b : s)
+                    if (!o.contains(b)) out.push_back(b);
+                for (const auto& b : o)
+                    if (!s.contains(b)) out.push_back(b);
+                return out;
+            }
+            case op::set_isdisjoint:
+                return {encode(std::none_of(r.args.begin(), r.args.end(),
+                                            [&](const blob& b) { return s.contains(b); }))};
+            case op::set_issubset: {
+                auto o = others();
+                return {encode(std::all_of(s.begin(), s.end(),
+                                           [&](const blob& b) { return o.contains(b); }))};
+            }
+            case op::set_issuperset:
+                return {encode(std::all_of(r.args.begin(), r.args.end(),
+                                           [&](const blob& b) { return s.contains(b); }))};
+            default: unsupported(r, "set");
         }
     }
 };
@@ -490,7 +605,7 @@ struct rlock_core {
         return true;
     }
     void release(std::condition_variable& cv, const client_context& ctx) {
-        if (!depth || owner != ctx.id) throw std::runtime_error("cannot release un-acquired lock");
+        if (!depth || owner != ctx.id) throw ValueError("cannot release un-acquired lock");
         if (--depth == 0) {
             owner = 0;
             cv.notify_all();
@@ -526,7 +641,7 @@ struct acquirer_object final : server_object {
             }
             case op::release:
                 if (k == kind::lock) {
-                    if (!locked) throw std::runtime_error("release unlocked lock");
+                    if (!locked) throw ValueError("release unlocked lock");
                     locked = false;
                 } else if (k == kind::rlock) {
                     rlock.release(cv, ctx);
@@ -563,7 +678,7 @@ struct condition_object final : server_object {
             case op::locked: return {encode(rlock.depth > 0)};
             case op::condition_wait: {
                 if (!rlock.depth || rlock.owner != ctx.id)
-                    throw std::runtime_error("cannot wait on un-acquired lock");
+                    throw ValueError("cannot wait on un-acquired lock");
                 std::uint64_t depth = std::exchange(rlock.depth, 0);
                 rlock.owner = 0;
                 bool notified = false;
@@ -585,7 +700,7 @@ struct condition_object final : server_object {
             }
             case op::condition_notify: {
                 if (!rlock.depth || rlock.owner != ctx.id)
-                    throw std::runtime_error("cannot notify on un-acquired lock");
+                    throw ValueError("cannot notify on un-acquired lock");
                 auto n = decode<std::int64_t>(arg(r, 0));
                 while (n-- > 0 && !waiters.empty()) {
                     *waiters.front() = true;
@@ -734,6 +849,11 @@ inline std::shared_ptr<server_object> make_builtin(request& r) {
             return o;
         }
         case kind::namespace_: return std::make_shared<namespace_object>();
+        case kind::set: {
+            auto o = std::make_shared<set_object>();
+            o->s.insert(r.args.begin() + 1, r.args.end());
+            return o;
+        }
         case kind::queue: {
             auto o = std::make_shared<queue_object>();
             o->maxsize = int_arg(1);
@@ -893,6 +1013,15 @@ private:
                 std::lock_guard g(m_);
                 return {encode<std::uint64_t>(objects_.size())};
             }
+            case op::track_segment: {
+                std::lock_guard g(m_);
+                segments_.push_back(arg(r, 0));
+                return {};
+            }
+            case op::segment_names: {
+                std::lock_guard g(m_);
+                return segments_;
+            }
             default: throw ValueError("malformed request: unknown server operation");
         }
     }
@@ -1040,6 +1169,7 @@ private:
     std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>> held_by_;  // connection
     std::unordered_map<std::uint64_t, std::uint64_t> tickets_;                      // -> object
     std::map<const void*, std::uint64_t> shared_ids_;
+    std::vector<std::string> segments_;  // SharedMemoryManager's
     std::uint64_t next_id_ = 1;
     std::uint64_t next_ticket_ = 1;
     std::atomic<std::uint64_t> next_connection_{1};
