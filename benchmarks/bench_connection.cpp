@@ -110,7 +110,7 @@ void futex_await(std::atomic<std::uint32_t>& w, std::uint32_t want, std::int64_t
             }
         } while (posix::monotonic_ns() < end);
     }
-    while ((v = w.load(std::memory_order_acquire)) != want) posix::futex_wait(&w, v, -1);
+    while ((v = w.load(std::memory_order_acquire)) != want) posix::futex_wait(&w, v, mp::detail::forever);
 }
 
 void pingpong_futex(benchmark::State& state, bool pinned, std::int64_t spin_ns) {

@@ -140,7 +140,7 @@ void event_futex(benchmark::State& state) {
     auto* w = ::new (shm.data()) words;
     auto await = [w](std::uint32_t want) {
         std::uint32_t v;
-        while ((v = w->turn.load(std::memory_order_acquire)) != want) posix::futex_wait(&w->turn, v, -1);
+        while ((v = w->turn.load(std::memory_order_acquire)) != want) posix::futex_wait(&w->turn, v, mp::detail::forever);
     };
     auto post = [w](std::uint32_t v) {
         w->turn.store(v, std::memory_order_release);

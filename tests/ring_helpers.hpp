@@ -11,7 +11,7 @@
 namespace test {
 
 inline bool ring_put(multiprocessing::detail::shared_ring& r, const std::string& s,
-                     std::int64_t deadline = multiprocessing::detail::forever) {
+                     multiprocessing::detail::deadline deadline = multiprocessing::detail::forever) {
     return r.put(
         s.size(),
         [&](const multiprocessing::detail::ring_span& sp) { sp.write(0, s.data(), s.size()); },
@@ -19,7 +19,7 @@ inline bool ring_put(multiprocessing::detail::shared_ring& r, const std::string&
 }
 
 inline std::optional<std::string> ring_get(multiprocessing::detail::shared_ring& r,
-                                           std::int64_t deadline = multiprocessing::detail::forever) {
+                                           multiprocessing::detail::deadline deadline = multiprocessing::detail::forever) {
     std::string out;
     bool got = r.get(
         [&](const multiprocessing::detail::ring_span& sp) {

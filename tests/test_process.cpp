@@ -37,7 +37,7 @@ void set_value(shared_ints s, int v) { s->value = v; }
 // Blocks until the parent bumps `other` (a futex-free handshake: the test asserts on it).
 void wait_for_release(shared_ints s) {
     while (s->other.load() == 0) mp::detail::posix::futex_wait(
-        reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other), 0, -1);
+        reinterpret_cast<std::atomic<std::uint32_t>*>(&s->other), 0, mp::detail::deadline_after(std::chrono::seconds(20)));
 }
 void release(shared_ints s) {
     s->other = 1;

@@ -105,13 +105,13 @@ TEST_CASE("ring faults: a producer killed at any point of a put", "[fork]") {
             std::size_t next = 0;
             // Consumers need not wait for the dead producer's lock.
             if (get_first)
-                while (next < expect.size()) REQUIRE(ring_get(*ring, 0) == expect[next++]);
+                while (next < expect.size()) REQUIRE(ring_get(*ring, mp::detail::try_only) == expect[next++]);
             REQUIRE(ring_put(*ring, "after"));  // takes the producers' lock over, repairs
             REQUIRE(ring->recoveries() == 1);
             expect.push_back("after");
-            while (next < expect.size()) REQUIRE(ring_get(*ring, 0) == expect[next++]);
+            while (next < expect.size()) REQUIRE(ring_get(*ring, mp::detail::try_only) == expect[next++]);
             REQUIRE(ring->empty());
-            REQUIRE_FALSE(ring_get(*ring, 0));
+            REQUIRE_FALSE(ring_get(*ring, mp::detail::try_only));
         }
       }
     }
@@ -136,12 +136,12 @@ TEST_CASE("ring faults: a consumer killed at any point of a get", "[fork]") {
                 (leased ? lease_after : 0) + (std::string(point) == "get_committed");
             REQUIRE(ring->qsize() == items.size() - gone);
             // Producers need not wait for the dead consumer's lock.
-            if (put_first) REQUIRE(ring_put(*ring, "after", 0));
+            if (put_first) REQUIRE(ring_put(*ring, "after", mp::detail::try_only));
             for (std::size_t i = gone; i < items.size(); ++i)
                 REQUIRE(ring_get(*ring) == items[i]);  // the first takes the lock over
             REQUIRE(ring->recoveries() == 1);
             if (!put_first) REQUIRE(ring_put(*ring, "after"));
-            REQUIRE(ring_get(*ring, 0) == "after");
+            REQUIRE(ring_get(*ring, mp::detail::try_only) == "after");
             REQUIRE(ring->empty());
         }
       }
@@ -277,7 +277,7 @@ bool leases_possible() {
 
 // One operation on a side, with a deadline; a get yields its item, a put "put".
 std::optional<std::string> op(shared_ring& r, bool producers, const std::string& item,
-                              std::int64_t deadline = mp::detail::forever) {
+                              mp::detail::deadline deadline = mp::detail::forever) {
     if (producers) return ring_put(r, item, deadline) ? std::optional<std::string>("put") : std::nullopt;
     return ring_get(r, deadline);
 }
@@ -519,7 +519,7 @@ void produce(shared_ring& r, std::uint32_t gen) {
 }
 
 // Takes one item as consumer `gen`; false when none came in time.
-bool consume(shared_ring& r, std::uint32_t gen, std::int64_t deadline) {
+bool consume(shared_ring& r, std::uint32_t gen, mp::detail::deadline deadline) {
     std::string item;
     std::uint32_t g = 0, q = 0;
     bool got = false;
@@ -623,7 +623,7 @@ TEST_CASE("ring soak: 3 producers and 3 consumers on a bounded queue, SIGKILLed 
             REQUIRE(gens < max_gens);
             // The queue keeps moving: more items than it holds go through within 10 s.
             const std::uint32_t before = b->got.load();
-            const std::int64_t limit = deadline_after(10s);
+            const auto limit = deadline_after(10s);
             std::uint32_t now;
             while ((now = b->got.load()) - before <= maxsize && !b->failed.load() &&
                    mp::detail::remaining_ns(limit) > 0)

@@ -239,7 +239,7 @@ public:
 
     // Python: Connection.poll(timeout=0.0): whether there is anything to read now (or the other
     // end is closed, in which case recv throws EOFError).
-    bool poll() { return poll_until(detail::posix::monotonic_ns()); }
+    bool poll() { return poll_until(multiprocessing::detail::deadline::poll_once()); }
     // Python: Connection.poll(timeout): waits up to `timeout` (a duration or seconds);
     // poll(std::nullopt) waits forever, as Python's poll(None).
     template <detail::timeout_like Timeout>
@@ -472,7 +472,7 @@ private:
         throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
     }
 
-    bool poll_until(std::int64_t deadline) {
+    bool poll_until(::multiprocessing::detail::deadline deadline) {
         auto& s = check_readable();
         return detail::posix::wait_readable(s.rfd.get(), deadline);
     }
@@ -555,7 +555,7 @@ concept waitable_object = std::copy_constructible<E> && requires(const E& e) {
 };
 
 template <class R>
-auto wait_until(const R& objects, std::int64_t deadline) {
+auto wait_until(const R& objects, ::multiprocessing::detail::deadline deadline) {
     std::vector<pollfd> fds;
     for (const auto& o : objects) fds.push_back(pollfd{wait_handle(o), POLLIN, 0});
     std::vector<std::ranges::range_value_t<R>> ready;
@@ -739,7 +739,7 @@ inline std::string_view as_chars(std::span<const std::byte> b) {
 
 // One handshake message of at most 256 bytes, before the deadline; reads exactly one frame, so
 // the connection carries on with the next.
-inline std::string recv_handshake(Connection& c, std::int64_t deadline) {
+inline std::string recv_handshake(Connection& c, ::multiprocessing::detail::deadline deadline) {
     using multiprocessing::detail::frame_head;
     using multiprocessing::detail::frame_length_size;
     using multiprocessing::detail::frame_payload_in_head;
@@ -776,7 +776,7 @@ inline std::string challenge_response(std::string_view authkey, std::string_view
 }
 
 // Python: connection.deliver_challenge(connection, authkey)
-inline void deliver_challenge(Connection& c, std::string_view authkey, std::int64_t deadline) {
+inline void deliver_challenge(Connection& c, std::string_view authkey, ::multiprocessing::detail::deadline deadline) {
     std::string message(digest_tag);
     message.resize(digest_tag.size() + challenge_length);
     posix::random_bytes(message.data() + digest_tag.size(), challenge_length);
@@ -796,7 +796,7 @@ inline void deliver_challenge(Connection& c, std::string_view authkey, std::int6
 }
 
 // Python: connection.answer_challenge(connection, authkey)
-inline void answer_challenge(Connection& c, std::string_view authkey, std::int64_t deadline) {
+inline void answer_challenge(Connection& c, std::string_view authkey, ::multiprocessing::detail::deadline deadline) {
     std::string message = recv_handshake(c, deadline);
     if (!message.starts_with(challenge_tag))
         throw AuthenticationError("protocol error: expected a challenge");
@@ -827,7 +827,7 @@ void handshake(Connection& c, F&& steps) {
 }
 
 // Python: Listener.accept()'s handshake: challenge the client, then answer its challenge.
-inline void server_handshake(Connection& c, std::string_view authkey, std::int64_t deadline) {
+inline void server_handshake(Connection& c, std::string_view authkey, ::multiprocessing::detail::deadline deadline) {
     handshake(c, [&] {
         deliver_challenge(c, authkey, deadline);
         answer_challenge(c, authkey, deadline);
@@ -835,14 +835,15 @@ inline void server_handshake(Connection& c, std::string_view authkey, std::int64
 }
 
 // Python: Client()'s handshake: answer the server's challenge, then challenge it.
-inline void client_handshake(Connection& c, std::string_view authkey, std::int64_t deadline) {
+inline void client_handshake(Connection& c, std::string_view authkey, ::multiprocessing::detail::deadline deadline) {
     handshake(c, [&] {
         answer_challenge(c, authkey, deadline);
         deliver_challenge(c, authkey, deadline);
     });
 }
 
-inline std::int64_t deadline_for(const std::optional<std::chrono::nanoseconds>& timeout) {
+inline multiprocessing::detail::deadline deadline_for(
+    const std::optional<std::chrono::nanoseconds>& timeout) {
     return timeout ? multiprocessing::detail::deadline_after(*timeout)
                    : multiprocessing::detail::forever;
 }

@@ -105,16 +105,16 @@ public:
     }
 
     // Waits at most until `deadline`; true once done.
-    bool wait_until(std::int64_t deadline) const { return s_->wait_until(deadline); }
+    bool wait_until(detail::deadline deadline) const { return s_->wait_until(deadline); }
 
 private:
-    T result_until(std::int64_t deadline) const {
+    T result_until(detail::deadline deadline) const {
         if (!s_->wait_until(deadline)) throw TimeoutError("timed out waiting for the future");
         std::lock_guard lock(s_->mutex);
         if (s_->error) std::rethrow_exception(s_->error);
         return *s_->value;
     }
-    std::exception_ptr exception_until(std::int64_t deadline) const {
+    std::exception_ptr exception_until(detail::deadline deadline) const {
         if (!s_->wait_until(deadline)) throw TimeoutError("timed out waiting for the future");
         std::lock_guard lock(s_->mutex);
         if (s_->stage == detail::future_state<T>::phase::cancelled) throw CancelledError();
@@ -398,7 +398,7 @@ private:
     }
 
     std::shared_ptr<queue> q_;
-    std::int64_t deadline_;
+    detail::deadline deadline_;
     std::size_t total_;
     std::size_t yielded_ = 0;
 };

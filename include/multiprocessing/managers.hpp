@@ -1172,7 +1172,7 @@ public:
     }
     template <std::predicate P, detail::timeout_like Timeout>
     bool wait_for(P predicate, Timeout timeout) const {
-        std::int64_t deadline = detail::deadline_after(timeout);
+        detail::deadline deadline = detail::deadline_after(timeout);
         bool result = predicate();
         while (!result) {
             std::int64_t left = detail::remaining_ns(deadline);

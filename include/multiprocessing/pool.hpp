@@ -152,7 +152,7 @@ struct result_state {
         cv.notify_all();
         for (auto& f : fns) f();
     }
-    bool wait_until(std::int64_t deadline) {
+    bool wait_until(detail::deadline deadline) {
         std::unique_lock lock(mutex);
         while (!done) {
             if (deadline == forever) {
@@ -330,13 +330,13 @@ public:
     }
 
 private:
-    T get_until(std::int64_t deadline) const& {
+    T get_until(detail::deadline deadline) const& {
         if (!s_->wait_until(deadline)) throw TimeoutError("timed out waiting for the result");
         std::lock_guard lock(s_->mutex);
         if (s_->error) std::rethrow_exception(s_->error);
         return *s_->value;
     }
-    T get_until(std::int64_t deadline) && {
+    T get_until(detail::deadline deadline) && {
         if (!s_->wait_until(deadline)) throw TimeoutError("timed out waiting for the result");
         std::lock_guard lock(s_->mutex);
         if (s_->error) std::rethrow_exception(s_->error);
@@ -386,7 +386,7 @@ public:
 
     // Iterating (begin/++) waits at most until this monotonic deadline, then throws
     // mp::TimeoutError (Executor.map's timeout counts from the call).
-    void set_deadline(std::int64_t deadline) { deadline_ = deadline; }
+    void set_deadline(detail::deadline deadline) { deadline_ = deadline; }
 
     class iterator {
     public:
@@ -438,7 +438,7 @@ private:
         }
     }
 
-    std::optional<R> next_until(std::int64_t deadline) {
+    std::optional<R> next_until(detail::deadline deadline) {
         for (;;) {
             {
                 std::unique_lock lock(job_->mutex);
@@ -487,7 +487,7 @@ private:
     std::shared_ptr<detail::lazy_job<R>> job_;
     std::uint64_t id_ = 0;
     bool input_done_ = false;
-    std::int64_t deadline_ = detail::forever;
+    detail::deadline deadline_ = detail::forever;
     std::deque<R> pending_;
     std::vector<std::byte> buf_;
 };

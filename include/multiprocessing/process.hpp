@@ -415,7 +415,7 @@ private:
         if (state_->closed) throw ValueError("process object is closed");
     }
 
-    bool join_until(std::int64_t deadline) {
+    bool join_until(detail::deadline deadline) {
         check_closed();
         if (state_->kind == detail::process_kind::parent) {
             // Python: _ParentProcess.join() waits on the parent's sentinel.

@@ -79,7 +79,7 @@ struct scratch_release {
 }
 
 template <class T>
-bool put_item(shared_ring& ring, const T& obj, std::int64_t deadline) {
+bool put_item(shared_ring& ring, const T& obj, detail::deadline deadline) {
     constexpr item_encoding e = encoding_of<T>();
     if constexpr (e == item_encoding::bitwise) {
         return ring.put(
@@ -105,7 +105,7 @@ bool put_item(shared_ring& ring, const T& obj, std::int64_t deadline) {
 // nullopt when `deadline` passed first. Decoding happens under the queue's lock, straight
 // from the ring; a record that fails to decode is dropped and its error thrown.
 template <class T>
-std::optional<T> get_item(shared_ring& ring, std::int64_t deadline) {
+std::optional<T> get_item(shared_ring& ring, detail::deadline deadline) {
     constexpr item_encoding e = encoding_of<T>();
     if constexpr (e == item_encoding::bitwise) {
         std::array<std::byte, sizeof(T)> raw;
@@ -195,7 +195,7 @@ public:
     }
     // Python: Queue.put_nowait(obj); throws mp::Full when the queue is full.
     void put_nowait(const T& obj) {
-        if (!detail::put_item(ring(), obj, posix_now())) throw Full();
+        if (!detail::put_item(ring(), obj, poll_once())) throw Full();
     }
 
     // Python: Queue.get(); blocks until an item is there.
@@ -209,7 +209,7 @@ public:
     }
     // Python: Queue.get_nowait(); throws mp::Empty when the queue is empty.
     T get_nowait() {
-        auto v = detail::get_item<T>(ring(), posix_now());
+        auto v = detail::get_item<T>(ring(), poll_once());
         if (!v) throw Empty();
         return std::move(*v);
     }
@@ -255,7 +255,7 @@ protected:
             throw ValueError("Queue is closed");
         return state_->ring;
     }
-    static std::int64_t posix_now() noexcept { return detail::posix::monotonic_ns(); }
+    static detail::deadline poll_once() noexcept { return detail::deadline::poll_once(); }
 
     std::shared_ptr<detail::queue_state> state_;
 

@@ -283,7 +283,7 @@ private:
     void require_lock() const {
         if (!lock_) throw ValueError("object created with lock=false has no lock");
     }
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         return lock_access::acquire_until(get_lock(), deadline);
     }
 

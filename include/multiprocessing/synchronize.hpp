@@ -60,7 +60,7 @@ class RLock;
 namespace detail {
 
 // A deadline that has always passed: try once, never block (Python's block=False).
-inline constexpr std::int64_t try_only = 0;
+inline constexpr deadline try_only = deadline::poll_once();
 
 // The longest a waiter sleeps before looking again. A process killed between changing a word
 // and waking the sleepers then delays them by at most this, instead of stranding them.
@@ -83,29 +83,15 @@ inline int this_tid() noexcept {
     return c.tid;
 }
 
-// A time_point as a monotonic deadline (libstdc++'s steady_clock is CLOCK_MONOTONIC).
-template <class Clock, class Duration>
-std::int64_t deadline_at(std::chrono::time_point<Clock, Duration> tp) {
-    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
-        return ns > 0 ? std::int64_t(ns) : try_only;
-    } else {
-        return deadline_after(tp - Clock::now());
-    }
-}
 
-inline bool passed(std::int64_t deadline) noexcept {
-    return deadline != forever && (deadline == try_only || posix::monotonic_ns() >= deadline);
-}
+inline bool passed(detail::deadline deadline) noexcept { return deadline.expired(); }
 
 // Sleeps while *word == expected, for at most one wait slice and never past `deadline`.
 // Returns false, without sleeping, once the deadline has passed; callers re-check and loop.
 inline bool wait_on(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                    std::int64_t deadline) noexcept {
-    std::int64_t now = posix::monotonic_ns();
-    if (deadline != forever && (deadline == try_only || now >= deadline)) return false;
-    std::int64_t until = now + wait_slice_ns;
-    if (deadline != forever && deadline < until) until = deadline;
+                    detail::deadline deadline) noexcept {
+    if (deadline.expired()) return false;
+    auto until = earlier(deadline, detail::deadline::at_ns(posix::monotonic_ns() + wait_slice_ns));
     posix::futex_wait(word, expected, until);
     return true;
 }
@@ -126,7 +112,7 @@ inline lock_result try_recover(robust_mutex& m) noexcept {
 
 // robust_mutex::lock with our deadline convention (try_only = a try that still recovers a
 // lock from a dead owner).
-inline lock_result lock_until(robust_mutex& m, std::int64_t deadline) noexcept {
+inline lock_result lock_until(robust_mutex& m, detail::deadline deadline) noexcept {
     if (m.try_lock()) [[likely]] return lock_result::acquired;
     if (passed(deadline)) return try_recover(m);
     return m.lock(deadline);
@@ -214,7 +200,7 @@ using shared_object = shared_slot<T>;
 // The private hooks Condition, AnyLock and the Lockable mixin use.
 struct lock_access {
     template <class L>
-    static bool acquire_until(const L& l, std::int64_t deadline) {
+    static bool acquire_until(const L& l, detail::deadline deadline) {
         return l.acquire_until(deadline);
     }
     template <class L>
@@ -327,7 +313,7 @@ private:
     friend struct detail::lock_access;
     explicit Lock(detail::shared_slot<detail::lock_state> s) noexcept : s_(std::move(s)) {}
 
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         auto r = detail::lock_until(s_->mutex, deadline);
         if (r == detail::lock_result::acquired) [[likely]] return true;
         if (r == detail::lock_result::timed_out) return false;
@@ -385,7 +371,7 @@ private:
     friend struct detail::lock_access;
     explicit RLock(detail::shared_slot<detail::rlock_state> s) noexcept : s_(std::move(s)) {}
 
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         auto* s = s_.get();
         const int tid = detail::this_tid();
         if (s->mutex.try_lock()) [[likely]] {
@@ -457,7 +443,7 @@ public:
 private:
     friend struct detail::lock_access;
 
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         if (auto* r = std::get_if<RLock>(&v_)) return detail::lock_access::acquire_until(*r, deadline);
         return detail::lock_access::acquire_until(std::get<Lock>(v_), deadline);
     }
@@ -526,7 +512,7 @@ protected:
 private:
     friend struct detail::lock_access;
 
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         auto* s = s_.get();
         for (;;) {
             std::uint32_t v = s->value.load(std::memory_order_relaxed);
@@ -598,7 +584,7 @@ public:
     }
 
 private:
-    bool wait_until(std::int64_t deadline) const {
+    bool wait_until(detail::deadline deadline) const {
         auto* s = s_.get();
         const std::uint32_t start = s->word.load(std::memory_order_acquire);
         if (start & 1u) return true;
@@ -699,14 +685,14 @@ public:
 private:
     friend struct detail::lock_access;
 
-    bool acquire_until(std::int64_t deadline) const {
+    bool acquire_until(detail::deadline deadline) const {
         return detail::lock_access::acquire_until(lock_, deadline);
     }
     void check_owned() const {
         if (!detail::lock_access::is_owned(lock_)) throw ValueError("lock is not owned");
     }
 
-    bool wait_until(std::int64_t deadline) const {
+    bool wait_until(detail::deadline deadline) const {
         if (!detail::lock_access::is_owned(lock_))
             throw ValueError("must acquire() condition before using wait()");
         auto* s = s_.get();
@@ -734,7 +720,7 @@ private:
     }
 
     template <class P>
-    bool wait_for_until(P& predicate, std::int64_t deadline) const {
+    bool wait_for_until(P& predicate, detail::deadline deadline) const {
         bool result = predicate();
         while (!result) {
             if (deadline != detail::forever && detail::passed(deadline)) break;
@@ -801,10 +787,10 @@ public:
     // Barrier(1): what a spawned child's argument is built from before it is filled.
     Barrier() : Barrier(1) {}
     explicit Barrier(int parties, std::function<void()> action = {})
-        : Barrier(init{}, parties, std::move(action), detail::forever) {}
+        : Barrier(init{}, parties, std::move(action), -1) {}
     template <detail::timeout_like T>
     Barrier(int parties, std::function<void()> action, T timeout)
-        : Barrier(init{}, parties, std::move(action), relative(detail::deadline_after(timeout))) {}
+        : Barrier(init{}, parties, std::move(action), detail::deadline_after(timeout).remaining_ns()) {}
     // An action that can travel to a spawned child.
     template <detail::shippable_action F>
     Barrier(int parties, F action) : Barrier(parties, std::function<void()>(std::move(action))) {
@@ -821,7 +807,7 @@ public:
     // broken, reset or aborted, or when the timeout passes (which breaks it for everybody).
     int wait() const {
         auto t = s_->timeout_ns;
-        return wait_until(t < 0 ? detail::forever : detail::posix::monotonic_ns() + t);
+        return wait_until(t < 0 ? detail::forever : detail::deadline_after(std::chrono::nanoseconds(t)));
     }
     template <detail::timeout_like T>
     int wait(T timeout) const {
@@ -886,10 +872,6 @@ private:
         // A std::function holding a plain function can travel as that function.
         if (action_.target<void (*)()>()) write_action_ = &detail::write_barrier_action<void (*)()>;
     }
-    static std::int64_t relative(std::int64_t deadline) {
-        return deadline == detail::forever ? detail::forever
-                                           : std::max<std::int64_t>(0, deadline - detail::posix::monotonic_ns());
-    }
 
     // Holds the internal mutex. A process that died inside it may have left the round
     // half-updated, so the barrier breaks, as a party's death would break it in Python.
@@ -914,7 +896,7 @@ private:
         detail::posix::futex_wake_all(&s->generation);
     }
 
-    int wait_until(std::int64_t deadline) const {
+    int wait_until(detail::deadline deadline) const {
         auto* s = s_.get();
         std::uint32_t gen;
         int index;

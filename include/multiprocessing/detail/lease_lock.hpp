@@ -114,7 +114,7 @@ struct lease_lock {
     // be) until the monotonic `deadline` (-1 = forever), but waits at least `grace_ns` for a
     // live owner. A deadline that has passed still takes a mutex that is free, leased, or held
     // by a process that is gone.
-    lock_result acquire(std::int64_t deadline, std::int64_t grace_ns = 0) noexcept {
+    lock_result acquire(detail::deadline deadline, std::int64_t grace_ns = 0) noexcept {
         const std::uint32_t me = std::uint32_t(self_pid());
         std::atomic<std::uint32_t>& word = mutex.word;
         std::int64_t next_look = 0;  // when to look whether the owner is gone (0: not waiting yet)
@@ -146,12 +146,11 @@ struct lease_lock {
             }
             std::int64_t now = posix::monotonic_ns();
             if (next_look == 0) {
-                if (deadline >= 0) deadline = std::max(deadline, now + grace_ns);
+                deadline = later(deadline, detail::deadline::at_ns(now + grace_ns));
                 next_look = now + robust_mutex::liveness_check_ns;
             }
-            const bool late = deadline >= 0 && now >= deadline;
-            const std::int64_t until =
-                deadline >= 0 ? std::min(deadline, now + sleep_slice_ns) : now + sleep_slice_ns;
+            const bool late = deadline.expired();
+            const auto until = earlier(deadline, detail::deadline::at_ns(now + sleep_slice_ns));
             if (!late && mutex.sleep(w, until)) continue;  // woken: look again
             // Woke by time: spin again, and take a free word without the waiters bit.
             i = -1;
@@ -207,7 +206,7 @@ private:
     // With the word taken as this process's and marked revoking: waits until the holder is
     // outside its critical section (or died in it), then owns the mutex. Past `deadline`, hands
     // the revocation back (the mark without a pid) and times out.
-    lock_result revoke(std::int64_t deadline) noexcept {
+    lock_result revoke(detail::deadline deadline) noexcept {
         const std::uint64_t h = holder.load(std::memory_order_relaxed);
         const int pid = int(h >> 32), tid = int(std::uint32_t(h));
         // Refused only where this process may not call membarrier(2) but the holder's could:
@@ -223,7 +222,7 @@ private:
                     died_inside = true;
                     break;
                 }
-                if (deadline >= 0 && posix::monotonic_ns() >= deadline) {
+                if (deadline.expired()) {
                     mutex.word.fetch_and(~robust_mutex::pid_mask, std::memory_order_relaxed);
                     posix::futex_wake_all(&mutex.word);
                     return lock_result::timed_out;

@@ -165,7 +165,7 @@ inline Connection server_upgrade(Connection& sock) {
     return Connection(r, w);
 }
 
-inline Connection client_upgrade(Connection& sock, std::int64_t deadline) {
+inline Connection client_upgrade(Connection& sock, detail::deadline deadline) {
     posix::unique_fd ours[2];
     if (!posix::recv_fds(sock.fileno(), ours, 2, deadline))
         throw ProcessError("the manager did not hand over its pipes");

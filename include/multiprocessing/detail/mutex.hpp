@@ -39,7 +39,7 @@ struct robust_mutex {
     }
 
     // Blocks until acquired or the monotonic deadline (-1 = forever) passes.
-    lock_result lock(std::int64_t deadline_ns = -1) noexcept {
+    lock_result lock(detail::deadline deadline_ns = forever) noexcept {
         if (try_lock()) [[likely]] return lock_result::acquired;
         return lock_slow(deadline_ns);
     }
@@ -64,18 +64,18 @@ struct robust_mutex {
     // One wait for a held word seen as `cur`: sets the waiters bit and sleeps until a wake-up,
     // a change, one liveness slice or `deadline` (-1 = none). False when it woke by time: the
     // caller looks whether the owner is gone, and at its deadline.
-    bool sleep(std::uint32_t cur, std::int64_t deadline_ns) noexcept {
+    bool sleep(std::uint32_t cur, detail::deadline deadline_ns) noexcept {
         if (!(cur & waiters_bit) &&
             !word.compare_exchange_strong(cur, cur | waiters_bit, std::memory_order_relaxed,
                                           std::memory_order_relaxed))
             return true;  // it changed: look again
         const std::int64_t slice = posix::monotonic_ns() + liveness_check_ns;
-        const std::int64_t until = (deadline_ns >= 0 && deadline_ns < slice) ? deadline_ns : slice;
+        const auto until = earlier(deadline_ns, detail::deadline::at_ns(slice));
         return posix::futex_wait(&word, cur | waiters_bit, until);
     }
 
 private:
-    lock_result lock_slow(std::int64_t deadline_ns) noexcept {
+    lock_result lock_slow(detail::deadline deadline_ns) noexcept {
         const std::uint32_t me = std::uint32_t(self_pid());
         for (int i = 0;; ++i) {
             std::uint32_t cur = word.load(std::memory_order_relaxed);
@@ -92,7 +92,7 @@ private:
                 posix::cpu_relax();
                 continue;
             }
-            if (deadline_ns >= 0 && posix::monotonic_ns() >= deadline_ns)
+            if (deadline_ns.expired())
                 return lock_result::timed_out;
             if (!sleep(cur, deadline_ns)) {
                 // Woke by time: is the owner still there?

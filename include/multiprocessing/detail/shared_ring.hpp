@@ -233,7 +233,7 @@ public:
     // Returns false on timeout.
     // If `fill` throws, nothing is added and the exception propagates.
     template <class Fill>
-    bool put(std::size_t n, Fill&& fill, std::int64_t deadline) {
+    bool put(std::size_t n, Fill&& fill, detail::deadline deadline) {
         if (n > max_payload) throw std::length_error("multiprocessing: queue item too large");
         ring_header& h = *h_;
         const std::uint64_t rec = record_size(n);
@@ -298,7 +298,7 @@ public:
     // throws, the record is still removed (as Python drops an item it cannot unpickle) and the
     // exception propagates.
     template <class Take>
-    bool get(Take&& take, std::int64_t deadline) {
+    bool get(Take&& take, detail::deadline deadline) {
         ring_header& h = *h_;
         waiting w;
         for (;;) {
@@ -385,7 +385,7 @@ public:
     }
 
     // Python: JoinableQueue.join(). Returns false when `deadline` passes first.
-    bool join(std::int64_t deadline) {
+    bool join(detail::deadline deadline) {
         for (;;) {
             std::uint32_t armed;
             {
@@ -423,7 +423,7 @@ private:
     static constexpr bool may_lease = true, no_lease = false;
     class locked {
     public:
-        locked(shared_ring& r, side_t side, bool lease = false, std::int64_t deadline = forever)
+        locked(shared_ring& r, side_t side, bool lease = false, detail::deadline deadline = forever)
             : r_(r), side_(side), may_lease_(lease), me_(lease_lock::self_id()) {
             ring_header& h = *r_.h_;
             std::atomic<std::uint32_t>& repair = side == put_side ? h.put_repair : h.get_repair;
@@ -538,7 +538,7 @@ private:
     // then commits the capacity. Until that store the old state stands, whole. The consumers'
     // mappings catch up when they next take their lock.
     // False when `deadline` passed before get_lock was free.
-    bool grow(std::uint64_t need, std::int64_t deadline) {
+    bool grow(std::uint64_t need, detail::deadline deadline) {
         ring_header& h = *h_;
         locked g(*this, get_side, no_lease, deadline);
         if (!g) return false;
@@ -619,8 +619,8 @@ private:
         return {v.data + offset, std::size_t(first), v.data, std::size_t(n - first)};
     }
 
-    static bool expired(std::int64_t deadline) noexcept {
-        return deadline != forever && posix::monotonic_ns() >= deadline;
+    static bool expired(detail::deadline deadline) noexcept {
+        return deadline.expired();
     }
 
     // Under the lock that the waker will hold: announce a sleeper on `word`; returns the
@@ -655,7 +655,7 @@ private:
         bool spun() const noexcept { return state_ != fresh; }
 
         template <class Ready>
-        void spin(shared_ring& r, Ready&& ready, std::int64_t deadline,
+        void spin(shared_ring& r, Ready&& ready, detail::deadline deadline,
                   bool spaced = false) noexcept {
             wait_stats& st = r.stats_;
             start_ = posix::monotonic_ns();
@@ -676,7 +676,7 @@ private:
                     return;
                 }
                 const std::int64_t now = posix::monotonic_ns();
-                if (now - start_ >= spin_limit_ns || (deadline != forever && now >= deadline))
+                if (now - start_ >= spin_limit_ns || deadline.expired())
                     return;
                 if (now - start_ >= spin_without_yield_ns) std::this_thread::yield();
             }

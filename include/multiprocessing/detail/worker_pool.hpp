@@ -458,7 +458,7 @@ private:
             while (results_->get([&](const ring_span& s) {
                 buf.resize(s.size());
                 s.read(0, buf.data(), s.size());
-            }, 0)) {
+            }, deadline::poll_once())) {
                 handle_result(buf);
             }
             auto* slot = static_cast<worker_slot*>(slots_->data()) + i;

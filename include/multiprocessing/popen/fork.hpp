@@ -33,7 +33,7 @@ public:
     }
 
     // Python: Popen.wait(timeout); waits on the sentinel so that other threads may poll meanwhile.
-    std::optional<int> wait(std::int64_t deadline_ns) {
+    std::optional<int> wait(detail::deadline deadline_ns) {
         if (auto rc = poll()) return rc;
         if (!detail::posix::wait_readable(sentinel_, deadline_ns)) return std::nullopt;
         return poll();

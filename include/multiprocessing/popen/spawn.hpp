@@ -117,12 +117,11 @@ inline int spawn_self(const char* env_name, const std::vector<int>& pass, posix:
 // Waits for the child's one-byte "I reached the bootstrap"; false if it ended or was silent.
 inline bool wait_for_ack(int sock, int pid) {
     auto pidfd = posix::open_pidfd_or_gone(pid);
-    std::int64_t deadline = posix::monotonic_ns() + spawn_ack_timeout_ns;
+    auto deadline = detail::deadline_after(std::chrono::nanoseconds(spawn_ack_timeout_ns));
     for (;;) {
         pollfd p[2] = {{sock, POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
-        std::int64_t left = deadline - posix::monotonic_ns();
-        if (left <= 0) return false;
-        int r = ::poll(p, pidfd ? 2 : 1, int(left / 1'000'000) + 1);
+        if (deadline.expired()) return false;
+        int r = ::poll(p, pidfd ? 2 : 1, deadline.poll_ms());
         if (r == -1 && errno == EINTR) continue;
         if (r == -1) posix::throw_errno("poll");
         if (p[0].revents) {

@@ -17,15 +17,15 @@ namespace multiprocessing::detail::posix {
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
-// Sleeps while `*word == expected`, at most until the monotonic `deadline_ns` (-1 = forever).
+// Sleeps while `*word == expected`, at most until `deadline`.
 // Returns false on timeout; true on a wake-up, a value change or a signal (callers re-check).
 inline bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                       std::int64_t deadline_ns) {
+                       deadline until) {
     timespec ts;
     timespec* tp = nullptr;
-    if (deadline_ns >= 0) {
-        ts.tv_sec = deadline_ns / 1'000'000'000;
-        ts.tv_nsec = deadline_ns % 1'000'000'000;
+    if (!until.is_forever()) {
+        ts.tv_sec = until.monotonic_ns() / 1'000'000'000;
+        ts.tv_nsec = until.monotonic_ns() % 1'000'000'000;
         tp = &ts;
     }
     // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so retries keep it.

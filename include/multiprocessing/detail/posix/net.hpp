@@ -171,14 +171,14 @@ inline unique_fd connect_to(const socket_address& a) {
 
 enum class read_status : std::uint8_t { done, eof, timeout };
 
-// Reads exactly `n` bytes unless end of file or the monotonic deadline (-1: none) comes first;
+// Reads exactly `n` bytes unless end of file or its deadline comes first;
 // `got` says how many arrived. Reads nothing beyond `n`, so a Connection can carry on after it.
-inline read_status read_until(int fd, void* buf, std::size_t n, std::int64_t deadline_ns,
+inline read_status read_until(int fd, void* buf, std::size_t n, deadline until,
                               std::size_t& got) {
     auto* p = static_cast<char*>(buf);
     got = 0;
     while (got < n) {
-        if (!wait_readable(fd, deadline_ns)) return read_status::timeout;
+        if (!wait_readable(fd, until)) return read_status::timeout;
         ssize_t r = MP_SYSCALL(::read(fd, p + got, n - got));
         if (r > 0) {
             got += std::size_t(r);
@@ -215,9 +215,9 @@ inline void send_fds(int sock, const int* fds, int n) {
 
 // Receives exactly `n` descriptors sent by send_fds (close-on-exec) before the deadline; false
 // on timeout, end of file or anything else arriving instead.
-inline bool recv_fds(int sock, unique_fd* out, int n, std::int64_t deadline_ns) {
+inline bool recv_fds(int sock, unique_fd* out, int n, deadline until) {
     if (n < 1 || n > 4) return false;
-    if (!wait_readable(sock, deadline_ns)) return false;
+    if (!wait_readable(sock, until)) return false;
     char byte = 0;
     iovec v{&byte, 1};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};

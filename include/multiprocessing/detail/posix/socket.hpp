@@ -156,24 +156,18 @@ inline bool readable_now(int fd) {
 
 // ---- waiting on several descriptors ---------------------------------------------------------
 
-// Polls `fds` for input until one is ready or the monotonic `deadline_ns` passes (-1: forever).
-// Returns the number of ready entries (their revents set); 0 on timeout. A descriptor that is not
-// open throws EBADF.
-inline int poll_until(std::vector<pollfd>& fds, std::int64_t deadline_ns) {
+// Polls `fds` for input until one is ready or `until` passes. Returns the number of ready
+// entries (their revents set); 0 on timeout. A descriptor that is not open throws EBADF.
+inline int poll_until(std::vector<pollfd>& fds, deadline until) {
     for (;;) {
-        int ms = -1;
-        if (deadline_ns >= 0) {
-            std::int64_t left = deadline_ns - monotonic_ns();
-            ms = left <= 0 ? 0 : int((left + 999'999) / 1'000'000);
-        }
-        int r = MP_SYSCALL(::poll(fds.data(), nfds_t(fds.size()), ms));
+        int r = MP_SYSCALL(::poll(fds.data(), nfds_t(fds.size()), until.poll_ms()));
         if (r > 0) {
             for (const auto& p : fds)
                 if (p.revents & POLLNVAL) throw_errno("wait: not an open descriptor", EBADF);
             return r;
         }
         if (r < 0 && errno != EINTR) throw_errno("poll");
-        if (deadline_ns >= 0 && monotonic_ns() >= deadline_ns) return 0;
+        if (until.expired()) return 0;
     }
 }
 

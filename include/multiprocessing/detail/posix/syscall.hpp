@@ -18,6 +18,8 @@
 #define MP_SYSCALL(call) call
 #endif
 
+#include "../timeout.hpp"
+
 namespace multiprocessing::detail::posix {
 
 // Repeats `f` while it fails with EINTR; returns its last result.
@@ -79,21 +81,14 @@ inline std::int64_t monotonic_ns() noexcept {
     return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// Waits until `fd` is readable or `deadline_ns` (monotonic; -1 = forever) passes.
-// Returns true when readable (or hung up).
-inline bool wait_readable(int fd, std::int64_t deadline_ns) {
+// Waits until `fd` is readable or `until` passes. Returns true when readable (or hung up).
+inline bool wait_readable(int fd, deadline until) {
     for (;;) {
-        int ms = -1;
-        if (deadline_ns >= 0) {
-            std::int64_t left = deadline_ns - monotonic_ns();
-            if (left <= 0) left = 0;
-            ms = int((left + 999'999) / 1'000'000);
-        }
         pollfd p{fd, POLLIN, 0};
-        int r = MP_SYSCALL(::poll(&p, 1, ms));
+        int r = MP_SYSCALL(::poll(&p, 1, until.poll_ms()));
         if (r > 0) return true;
         if (r == -1 && errno != EINTR) throw_errno("poll");
-        if (r == 0 && deadline_ns >= 0 && monotonic_ns() >= deadline_ns) return false;
+        if (r == 0 && until.expired()) return false;
     }
 }
 
