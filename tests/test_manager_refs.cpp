@@ -157,12 +157,50 @@ TEST_CASE("a proxy stored in a manager object is held by it while it lives") {
     CHECK(objects_become(m, 3));
     CHECK(l.get(0).at(1) == 10);
     l = mp::ListProxy<Dict>();
-    CHECK(m.number_of_objects() == 2);
+    CHECK(objects_become(m, 2));
     auto d = q.get(5s);
     q = mp::QueueProxy<Dict>();
     CHECK(d.at(1) == 10);
     d = Dict();
     CHECK(objects_become(m, 0));
+}
+
+TEST_CASE("a Namespace holds the proxies set on it; a query holds nothing") {
+    auto m = mp::Manager();
+    auto ns = m.Namespace();
+    {
+        auto d = m.dict<int, int>();
+        d[1] = 1;
+        ns.set("d", d);
+    }
+    { auto once = ns.get<Dict>("d"); }  // its last copy out there goes: the Namespace holds it
+    CHECK(objects_become(m, 2));
+    CHECK(ns.get<Dict>("d").at(1) == 1);
+    auto l = m.list<Dict>();
+    {
+        auto tmp = m.dict<int, int>();
+        CHECK_FALSE(l.contains(tmp));
+        CHECK(l.count(tmp) == 0);
+    }
+    CHECK(objects_become(m, 3));  // the namespace, its dict, the list: not the queried one
+    // Another manager's proxy cannot be held by this one: said at once.
+    auto other = mp::Manager();
+    auto foreign = other.dict<int, int>();
+    CHECK_THROWS_AS(l.append(foreign), mp::ValueError);
+    CHECK_THROWS_AS(ns.set("f", foreign), mp::ValueError);
+    CHECK(l.empty());
+    CHECK(other.number_of_objects() == 1);
+}
+
+// A proxy that lives until the program ends: its decref comes after this thread's thread_locals
+// are gone, when its manager is gone too (the sanitizers watch this).
+Dict kept_until_exit;
+
+TEST_CASE("a proxy kept until the program ends goes quietly") {
+    auto m = mp::Manager();
+    kept_until_exit = m.dict<int, int>();
+    kept_until_exit[1] = 1;
+    CHECK(kept_until_exit.size() == 1);
 }
 
 TEST_CASE("threads making and dropping proxies of one object keep exactly one reference") {

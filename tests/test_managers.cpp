@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -257,6 +258,11 @@ TEST_CASE("ListProxy: Python's list operations, negative indexes, errors") {
     CHECK(n.to_vector() == std::vector<int>{1, 2, 3, 1, 2, 3});
     n *= 0;
     CHECK(n.empty());
+    n *= std::numeric_limits<std::ptrdiff_t>::max();  // empty: nothing to repeat, at once
+    CHECK(n.empty());
+    n.append(1);
+    CHECK_THROWS_AS(n *= std::numeric_limits<std::ptrdiff_t>::max(), std::length_error);
+    CHECK(n.size() == 1);
     // A sort races with appends from a child: the result is a sorted list of all items (the
     // sort retried when the list changed under it), or the appends came after the sort.
     auto big = manager.list<int>();
@@ -850,26 +856,32 @@ TEST_CASE("hostile clients of a manager never disturb the others") {
     conn.send_bytes(std::string("garbage, not a request"));
     auto reply = mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes());
     CHECK_FALSE(reply.ok);
-    mp::detail::mgr::request rq{d.id(), mp::detail::mgr::op::dict_get, -1, {}, {}};  // no key
+    mp::detail::mgr::request rq{d.id(), mp::detail::mgr::op::dict_get, -1, {}, {}, 0};  // no key
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {12345, mp::detail::mgr::op::len, -1, {}, {}};  // no such object
+    rq = {12345, mp::detail::mgr::op::len, -1, {}, {}, 0};  // no such object
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {0, mp::detail::mgr::op::create, -1, {std::string(1, '\x7f')}, {}};  // no such kind
+    rq = {0, mp::detail::mgr::op::create, -1, {std::string(1, '\x7f')}, {}, 0};  // no such kind
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
     // Reference operations on what does not exist or is not ours change nothing.
     auto id = [](std::uint64_t i) { return mp::detail::mgr::encode(i); };
-    rq = {0, mp::detail::mgr::op::incref, -1, {id(12345)}, {}};
+    rq = {0, mp::detail::mgr::op::incref, -1, {id(12345)}, {}, 0};  // reported missing
+    conn.send_bytes(mp::serialize(rq));
+    auto increfed = mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes());
+    CHECK(increfed.ok);
+    CHECK(increfed.values.size() == 2);
+    CHECK(increfed.values.back() == id(12345));
+    rq = {0, mp::detail::mgr::op::adopt, -1, {id(777), id(12345)}, {}, 0};  // no such ticket
     conn.send_bytes(mp::serialize(rq));
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {0, mp::detail::mgr::op::adopt, -1, {id(777), id(12345)}, {}};  // no such ticket
+    rq = {0, mp::detail::mgr::op::decref, -1, {id(d.id()), id(12345)}, {}, 0};  // one-way
     conn.send_bytes(mp::serialize(rq));
+    rq = {0, mp::detail::mgr::op::create, -1, {mp::detail::mgr::encode(mp::detail::mgr::kind::dict)}, {}, 424242};
+    conn.send_bytes(mp::serialize(rq));  // held by a connection that does not exist
     CHECK_FALSE(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
-    rq = {0, mp::detail::mgr::op::decref, -1, {id(d.id()), id(12345)}, {}};  // one-way
-    conn.send_bytes(mp::serialize(rq));
-    rq = {d.id(), mp::detail::mgr::op::len, -1, {}, {99999, d.id()}};  // holds nothing real
+    rq = {d.id(), mp::detail::mgr::op::dict_set, -1, {id(1), id(2)}, {99999, d.id()}, 0};  // holds nothing real
     conn.send_bytes(mp::serialize(rq));
     CHECK(mp::deserialize<mp::detail::mgr::reply>(conn.recv_bytes()).ok);
     CHECK(manager.number_of_objects() == 1);

@@ -126,15 +126,15 @@ inline constexpr auto manager_handshake_timeout = std::chrono::seconds(30);
 }
 
 // A new connection to the manager, authenticated (and, to a local manager, moved to pipes).
-inline Connection open_connection(const endpoint& ep) {
+inline Connection open_connection(const endpoint& ep,
+                                  std::chrono::nanoseconds handshake = manager_handshake_timeout) {
     try {
         Connection c = connection::Client(
             connection::ClientOptions{.address = ep.address,
                                       .family = std::nullopt,
                                       .authkey = ep.authkey,
-                                      .handshake_timeout = manager_handshake_timeout});
-        if (ep.address.family() == "AF_UNIX")
-            c = client_upgrade(c, deadline_after(manager_handshake_timeout));
+                                      .handshake_timeout = handshake});
+        if (ep.address.family() == "AF_UNIX") c = client_upgrade(c, deadline_after(handshake));
         return c;
     } catch (const std::system_error& e) {
         auto err = e.code().value();
@@ -176,15 +176,25 @@ inline nesting& nested() {
     thread_local nesting n;
     return n;
 }
-template <class T>
-blob encode_for(const endpoint& ep, const T& v) {
+// Runs `f` (which encodes arguments of a request to `ep`) gathering the ids of ep's proxies in
+// it; the outermost call starts afresh, so that ids left by an encoding that threw go nowhere.
+template <class F>
+auto with_nesting(const endpoint& ep, F&& f) {
     auto& n = nested();
+    if (!n.ep) {
+        n.ids.clear();
+        n.key = ep.key;
+    }
     struct restore {
         nesting& n;
         const endpoint* saved;
         ~restore() { n.ep = saved; }
     } r{n, std::exchange(n.ep, &ep)};
-    return encode(v);
+    return f();
+}
+template <class T>
+blob encode_for(const endpoint& ep, const T& v) {
+    return with_nesting(ep, [&] { return encode(v); });
 }
 // The nested ids gathered for `ep` since the last request (none are left for the next one).
 inline std::vector<std::uint64_t> take_nested(const endpoint& ep) {
@@ -198,8 +208,10 @@ inline std::vector<std::uint64_t> take_nested(const endpoint& ep) {
 
 // One request, one reply (none for a one-way request): the reply's values, or the server's
 // exception rethrown here.
-inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const request& rq) {
-    thread_local std::vector<std::byte> out;  // reused, unless a huge request made it huge
+// `out` is the caller's buffer (a thread's, reused; a reference's own, as one may go at exit,
+// after the thread's are destroyed); `reply_by` bounds the wait for the reply.
+inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const request& rq,
+                                  std::vector<std::byte>& out, deadline reply_by = forever) {
     if (out.capacity() > (std::size_t(1) << 20)) std::vector<std::byte>().swap(out);
     out.clear();
     serialize_into(out, rq);
@@ -207,6 +219,10 @@ inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const reque
     try {
         c.send_bytes(out);
         if (one_way(rq.code)) return {};
+        if (!reply_by.is_forever() && !c.poll(reply_by.remaining_ns() / 1e9)) {
+            c.close();  // a reply may still come: this connection is out of step now
+            manager_gone(ep, "no reply in time");
+        }
         in = c.recv_bytes();
     } catch (const EOFError& e) {
         c.close();
@@ -227,10 +243,11 @@ inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const reque
 // A request over this thread's connection.
 inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
                               std::vector<blob> args = {}, std::int64_t timeout_ns = -1) {
-    request rq{id, code, timeout_ns, std::move(args), take_nested(ep)};
+    request rq{id, code, timeout_ns, std::move(args), take_nested(ep), 0};
     Connection& c = connection_for(ep);
+    thread_local std::vector<std::byte> out;
     try {
-        return exchange(c, ep, rq);
+        return exchange(c, ep, rq, out);
     } catch (const ProcessError&) {
         if (c.closed()) drop_connection(ep);
         throw;
@@ -322,17 +339,40 @@ struct ref {
 using ref_ptr = std::shared_ptr<const ref>;
 
 inline request ref_request(op code, std::vector<blob> args) {
-    return request{0, code, -1, std::move(args), {}};
+    return request{0, code, -1, std::move(args), {}, 0};
+}
+
+// How long a fork waits for the manager to take the child's references (a hung manager must
+// not hang every fork of the program).
+inline constexpr auto fork_reference_timeout = std::chrono::seconds(5);
+
+// An incref's reply: the connection's id at the server, then the ids it no longer has.
+struct incref_reply {
+    std::uint64_t connection = 0;
+    std::vector<std::uint64_t> missing;
+};
+inline incref_reply decode_incref(const std::vector<blob>& v) {
+    if (v.empty()) throw ProcessError("malformed reply from the manager");
+    incref_reply r{decode<std::uint64_t>(v[0]), {}};
+    for (std::size_t i = 1; i < v.size(); ++i) r.missing.push_back(decode<std::uint64_t>(v[i]));
+    return r;
+}
+[[noreturn]] inline void object_gone(std::uint64_t id) {
+    throw ValueError("the manager has no object with id " + std::to_string(id) +
+                     " (every proxy of it was dropped, or it never existed)");
 }
 
 struct ref_state {
     explicit ref_state(std::shared_ptr<const endpoint> e) : ep(std::move(e)) {}
     const std::shared_ptr<const endpoint> ep;
     std::mutex m;
-    Connection conn;  // this process's, once made
-    int pid = 0;      // whose conn it is
+    Connection conn;                // this process's, once made
+    int pid = 0;                    // whose conn it is
+    std::uint64_t conn_id = 0;      // its id at the server
+    std::vector<std::byte> buffer;  // its requests' (a ref may go at exit, after thread_locals)
     std::unordered_map<std::uint64_t, std::weak_ptr<const ref>> held;
-    Connection for_child;  // between the two halves of a fork
+    Connection for_child;  // between the two halves of a fork, and its id
+    std::uint64_t for_child_id = 0;
 
     std::vector<blob> held_ids() const {
         std::vector<blob> ids;
@@ -348,13 +388,9 @@ struct ref_state {
         conn = Connection();  // a parent's: our copy goes quietly
         conn = open_connection(*ep);
         pid = self_pid();
-        if (auto ids = held_ids(); !ids.empty()) {
-            try {
-                exchange(conn, *ep, ref_request(op::incref, std::move(ids)));
-            } catch (const ValueError&) {
-                // Some are gone already: the parent dropped them before we asked.
-            }
-        }
+        // Some may be gone already (the parent dropped them before we asked): not ours now.
+        conn_id = decode_incref(exchange(conn, *ep, ref_request(op::incref, held_ids()), buffer))
+                      .connection;
         return conn;
     }
 
@@ -367,6 +403,12 @@ struct ref_state {
         auto r = std::make_shared<const ref>(self, id);
         held[id] = r;
         return r;
+    }
+
+    // Takes a reference to `id` over the connection (under m); throws when the object is gone.
+    void incref(std::uint64_t id) {
+        auto r = decode_incref(exchange(connection(), *ep, ref_request(op::incref, {encode(id)}), buffer));
+        if (!r.missing.empty()) object_gone(id);
     }
 };
 
@@ -384,20 +426,26 @@ inline ref_table& refs() {
 inline void refs_before_fork() noexcept {
     auto& t = refs();
     t.m.lock();
-    t.forking.clear();
-    for (auto& [key, st] : t.by_key) t.forking.push_back(st.get());
-    std::sort(t.forking.begin(), t.forking.end());
+    try {
+        t.forking.clear();
+        for (auto& [key, st] : t.by_key) t.forking.push_back(st.get());
+        std::sort(t.forking.begin(), t.forking.end());
+    } catch (...) {
+        t.forking.clear();  // no memory: no references travel; the child asks on its own
+    }
     for (auto* st : t.forking) {
         st->m.lock();
         if (st->pid != self_pid() || st->conn.closed()) continue;
-        auto ids = st->held_ids();
-        if (ids.empty()) continue;
         try {
-            Connection c = open_connection(*st->ep);
-            exchange(c, *st->ep, ref_request(op::incref, std::move(ids)));
+            auto ids = st->held_ids();
+            if (ids.empty()) continue;
+            Connection c = open_connection(*st->ep, fork_reference_timeout);
+            auto r = decode_incref(exchange(c, *st->ep, ref_request(op::incref, std::move(ids)),
+                                            st->buffer, deadline_after(fork_reference_timeout)));
             st->for_child = std::move(c);
+            st->for_child_id = r.connection;
         } catch (...) {
-            // The manager is gone, or an object is: the child connects on its own if it can.
+            // The manager is gone or hung: the child connects on its own if it can.
         }
     }
 }
@@ -414,6 +462,7 @@ inline void refs_after_fork_in_child() noexcept {
     for (auto* st : t.forking) {
         st->conn = std::move(st->for_child);  // the parent's copy goes quietly
         st->for_child = Connection();
+        st->conn_id = st->for_child_id;
         st->pid = st->conn.closed() ? 0 : self_pid();
         st->m.unlock();
     }
@@ -431,6 +480,19 @@ inline std::shared_ptr<ref_state> ref_state_for(const std::shared_ptr<const endp
     return st;
 }
 
+// A manager's server process, forked from its owner, holds none of its owner's references
+// (else it would keep the objects of every other manager alive for its whole life).
+inline void forget_inherited_references() {
+    auto& t = refs();
+    std::lock_guard g(t.m);
+    for (auto& [key, st] : t.by_key) {
+        std::lock_guard h(st->m);
+        st->conn = Connection();
+        st->pid = 0;
+        st->held.clear();
+    }
+}
+
 inline ref::~ref() {
     try {
         std::lock_guard g(st->m);
@@ -439,7 +501,7 @@ inline ref::~ref() {
         if (it == st->held.end() || !it->second.expired()) return;
         st->held.erase(it);
         if (st->pid != self_pid() || st->conn.closed()) return;
-        exchange(st->conn, *st->ep, ref_request(op::decref, {encode(id)}));
+        exchange(st->conn, *st->ep, ref_request(op::decref, {encode(id)}), st->buffer);
     } catch (...) {
         // The manager is gone: nothing to tell it.
     }
@@ -453,55 +515,78 @@ inline ref_ptr take_ref(const std::shared_ptr<const endpoint>& ep, std::uint64_t
     if (ticket) {
         // Taken over even when we hold the object already: else the ticket would keep it.
         // (Before any ref is made: one destroyed here, under st->m, would deadlock.)
-        exchange(st->connection(), *ep, ref_request(op::adopt, {encode(*ticket), encode(id)}));
+        exchange(st->connection(), *ep, ref_request(op::adopt, {encode(*ticket), encode(id)}),
+                 st->buffer);
         return st->get(st, id, [] {});
     }
-    return st->get(st, id, [&] {
-        exchange(st->connection(), *ep, ref_request(op::incref, {encode(id)}));
-    });
+    return st->get(st, id, [&] { st->incref(id); });
 }
 
-// Python: BaseManager._create: a new object, held by this process from the start.
+// Python: BaseManager._create: a new object, held by this process from the start. The request
+// goes over the calling thread's connection (a factory may take its time: the references of
+// the process are not held up meanwhile) and names the connection that holds the result.
 inline ref_ptr create(const std::shared_ptr<const endpoint>& ep, op code, std::vector<blob> args) {
     auto st = ref_state_for(ep);
-    request rq{0, code, -1, std::move(args), take_nested(*ep)};
-    std::lock_guard g(st->m);
-    auto v = exchange(st->connection(), *ep, rq);
+    std::uint64_t holder = 0;
+    {
+        std::lock_guard g(st->m);
+        st->connection();
+        holder = st->conn_id;
+    }
+    request rq{0, code, -1, std::move(args), take_nested(*ep), holder};
+    Connection& c = connection_for(*ep);
+    thread_local std::vector<std::byte> out;
+    std::vector<blob> v;
+    try {
+        v = exchange(c, *ep, rq, out);
+    } catch (const ProcessError&) {
+        if (c.closed()) drop_connection(*ep);
+        throw;
+    }
     if (v.size() != 1) throw ProcessError("malformed reply from the manager");
+    std::lock_guard g(st->m);
     return st->get(st, decode<std::uint64_t>(v[0]), [] {});
 }
 
 // A reference in flight: the server keeps it until the receiver of the message takes it over.
 inline std::uint64_t make_ticket(const ref& r) {
     std::lock_guard g(r.st->m);
-    auto v = exchange(r.st->connection(), *r.st->ep, ref_request(op::ticket, {encode(r.id)}));
+    auto v = exchange(r.st->connection(), *r.st->ep, ref_request(op::ticket, {encode(r.id)}),
+                      r.st->buffer);
     if (v.size() != 1) throw ProcessError("malformed reply from the manager");
     return decode<std::uint64_t>(v[0]);
 }
 
-// A spawned or forkserver child's connection, made to hold `r`'s object too: one per manager
-// per start record (kept in fd_table::extras, so that ours closes once the child has its copy).
-inline Connection child_connection(const ref& r) {
+// A spawned or forkserver child's connection, made to hold `r`'s object too, and its id: one per
+// manager per start record (kept in fd_table::extras, so that ours closes once the child has its
+// copy).
+struct child_references {
+    Connection conn;
+    std::uint64_t id = 0;
+};
+inline const child_references& child_connection(const ref& r) {
     auto& slot = fd_table::current()->extras["manager references " + r.st->ep->connection_key];
-    if (!slot) slot = std::make_shared<Connection>(open_connection(*r.st->ep));
-    auto& c = *std::static_pointer_cast<Connection>(slot);
-    exchange(c, *r.st->ep, ref_request(op::incref, {encode(r.id)}));
+    if (!slot) slot = std::make_shared<child_references>(child_references{open_connection(*r.st->ep), 0});
+    auto& c = *std::static_pointer_cast<child_references>(slot);
+    std::vector<std::byte> out;
+    auto reply = decode_incref(exchange(c.conn, *r.st->ep, ref_request(op::incref, {encode(r.id)}), out));
+    if (!reply.missing.empty()) object_gone(r.id);
+    c.id = reply.connection;
     return c;
 }
 
 // In that child: the connection becomes this process's, already holding `id`.
 inline ref_ptr adopt_child_connection(const std::shared_ptr<const endpoint>& ep, std::uint64_t id,
-                                      Connection c) {
+                                      Connection c, std::uint64_t conn_id) {
     auto st = ref_state_for(ep);
     std::lock_guard g(st->m);
     if (st->pid != self_pid() || st->conn.closed()) {
         st->conn = std::move(c);
+        st->conn_id = conn_id;
         st->pid = self_pid();
         return st->get(st, id, [] {});
     }
-    return st->get(st, id, [&] {
-        exchange(st->conn, *ep, ref_request(op::incref, {encode(id)}));
-    });
+    return st->get(st, id, [&] { st->incref(id); });
 }
 
 }  // namespace detail::mgr
@@ -567,8 +652,9 @@ public:
                 ref_ = detail::mgr::take_ref(ep, id, ticket);
             } else if (how == by_connection) {
                 Connection c;
-                ar(c);
-                ref_ = detail::mgr::adopt_child_connection(ep, id, std::move(c));
+                std::uint64_t conn_id = 0;
+                ar(c, conn_id);
+                ref_ = detail::mgr::adopt_child_connection(ep, id, std::move(c), conn_id);
             } else if (how == by_incref) {
                 ref_ = detail::mgr::take_ref(ep, id);
             } else {
@@ -583,12 +669,16 @@ public:
             auto& n = detail::mgr::nested();
             if (n.ep && n.ep->key == ep.key) {
                 // An argument of a request to our own manager: the object it goes to holds it.
-                if (n.ids.empty()) n.key = ep.key;
                 n.ids.push_back(ref_->id);
                 ar(ep.address, ref_->id, std::optional<std::string>(), by_incref);
+            } else if (n.ep) {
+                // The server holds what it stores by id: it cannot hold another manager's object.
+                throw ValueError("a proxy of the manager at " + ep.address.to_string() +
+                                 " cannot be stored in, or compared by, another manager's objects");
             } else if (detail::fd_table::current()) {
+                const auto& c = detail::mgr::child_connection(*ref_);
                 ar(ep.address, ref_->id, std::optional<std::string>(ep.authkey), by_connection,
-                   detail::mgr::child_connection(*ref_));
+                   c.conn, c.id);
             } else {
                 ar(ep.address, ref_->id, std::optional<std::string>(), by_ticket,
                    detail::mgr::make_ticket(*ref_));
@@ -746,8 +836,8 @@ public:
     }
     // Python: d.clear()
     void clear() const { call(op::clear); }
-    // Python: d.copy(): a plain dict; here any map built from the items in insertion order
-    // (std::map<K, V> unless told).
+    // Python: d.copy(): a plain dict; here any map built from the items (std::map<K, V>, in key
+    // order, unless told; items() keeps insertion order).
     template <class Map = std::map<K, V>>
     Map copy() const {
         auto all = items();
@@ -1019,7 +1109,7 @@ public:
     // Python: ns.name = value
     template <class T>
     void set(const std::string& name, const T& value) const {
-        auto packed = detail::pack_message(value);
+        auto packed = detail::mgr::with_nesting(endpoint(), [&] { return detail::pack_message(value); });
         call(
             detail::mgr::op::ns_set,
             {name, detail::mgr::blob(reinterpret_cast<const char*>(packed.data()), packed.size())});
@@ -1284,6 +1374,7 @@ public:
 
     // Python: Server.serve_forever()
     [[noreturn]] void serve_forever() {
+        detail::mgr::remember(std::make_shared<const detail::mgr::endpoint>(address_, authkey_));
         detail::mgr::server s(authkey_, std::move(types_));
         s.serve_forever(std::move(listener_));
     }
@@ -1376,12 +1467,18 @@ public:
         std::string authkey = s_->authkey;
         auto types = detail::mgr::registry_snapshot();
         int listen_fd = fd.get();
+        Address server_address = address;
         s_->process = std::make_unique<Process>(
             ProcessOptions{.name = std::string(server_name()) + "-" + std::to_string(++counter()),
                            .daemon = true},
-            [listen_fd, authkey, types, initializer]() mutable {
+            [listen_fd, authkey, types, initializer, server_address]() mutable {
                 // Python: the server ignores SIGINT, so Ctrl-C leaves shutdown to its owner.
                 std::signal(SIGINT, SIG_IGN);
+                detail::mgr::forget_inherited_references();
+                // A proxy of its own that the server decodes (an argument of a registered
+                // method) uses this manager's key, whatever the process's key is.
+                detail::mgr::remember(
+                    std::make_shared<const detail::mgr::endpoint>(server_address, authkey));
                 std::invoke(initializer);
                 detail::mgr::server s(authkey, std::move(types));
                 s.serve_forever(detail::posix::unique_fd(listen_fd));
@@ -1417,7 +1514,7 @@ public:
 
     // Python: BaseManager.shutdown(): stops the server this object started (a second call does
     // nothing): asks it to exit, then terminates and kills it if it lingers.
-    void shutdown() {
+    virtual void shutdown() {
         if (!s_ || s_->st != status::started || !s_->process ||
             s_->creator_pid != detail::self_pid())
             return;
@@ -1765,9 +1862,9 @@ public:
     }
 
     // Python: SharedMemoryManager.shutdown(): unlinks every segment made through it, then stops
-    // the server.
-    void shutdown() {
-        unlink_segments();
+    // the server (a server that is gone already leaves them to the resource tracker).
+    void shutdown() override {
+        unlink_quietly();
         BaseManager::shutdown();
     }
 

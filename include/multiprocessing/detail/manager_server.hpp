@@ -109,9 +109,25 @@ struct request {
     std::int64_t timeout_ns = -1;  // for calls that block: -1 waits forever
     std::vector<blob> args;
     // Objects of this manager whose proxies are inside `args` (a list of dict proxies): the
-    // object the request is for (or creates) holds them while it lives.
+    // object the request stores them in (or creates) holds them while it lives.
     std::vector<std::uint64_t> holds;
+    // Of a create: the connection that holds the new object (0: the one asking).
+    std::uint64_t holder = 0;
 };
+
+// The requests that store their arguments in the object (so that it holds the proxies in them);
+// a query (contains, index, count, ...) holds nothing.
+inline bool stores(op code) noexcept {
+    switch (code) {
+        case op::dict_set: case op::dict_setdefault: case op::dict_update: case op::list_set:
+        case op::list_append: case op::list_extend: case op::list_insert: case op::queue_put:
+        case op::ns_set: case op::set_add: case op::set_update:
+        case op::set_symmetric_difference_update: case op::callmethod:
+            return true;
+        default:
+            return false;
+    }
+}
 
 // The requests that get no reply (a proxy's last copy in a process going away need not wait).
 inline bool one_way(op code) noexcept { return code == op::decref; }
@@ -350,6 +366,9 @@ struct dict_object final : server_object {
     }
 };
 
+// The most a list *= n may make at the server.
+inline constexpr std::uint64_t max_repeat_bytes = std::uint64_t(1) << 32;
+
 // Python's list; also Array (fixed length) and Value (one fixed slot).
 struct list_object final : server_object {
     std::mutex m;
@@ -416,8 +435,13 @@ struct list_object final : server_object {
                     items.clear();
                     return {};
                 }
-                if (!items.empty() && std::uint64_t(n) > items.max_size() / items.size())
-                    throw std::length_error("list *= n: the list would be too long");
+                if (items.empty() || n == 1) return {};
+                // Items are copies here (Python copies references): bound what that costs, so
+                // that one request cannot take the server, and every object in it, down.
+                std::uint64_t bytes = 0;
+                for (const auto& b : items) bytes += b.size() + sizeof(blob);
+                if (std::uint64_t(n) > max_repeat_bytes / bytes)
+                    throw std::length_error("list *= n: the list would take over 4 GiB at the manager");
                 auto once = items;
                 items.reserve(once.size() * std::size_t(n));  // fails at once if it cannot fit
                 for (std::int64_t k = 1; k < n; ++k)
@@ -970,7 +994,7 @@ private:
     struct entry {
         std::shared_ptr<server_object> object;
         std::uint64_t refs = 0;
-        std::vector<std::uint64_t> holds;  // objects this one holds (proxies stored in it)
+        std::unordered_set<std::uint64_t> holds;  // objects this one holds (proxies stored in it)
         const void* shared_key = nullptr;  // a registered factory's shared object
     };
 
@@ -997,14 +1021,17 @@ private:
     std::vector<blob> dispatch(client_context& ctx, request& r) {
         if (r.id != 0) {
             auto v = find(r.id)->call(ctx, r);
-            if (!r.holds.empty()) hold(r.id, r.holds);
+            if (!r.holds.empty() && stores(r.code)) {
+                std::lock_guard g(m_);
+                hold(r.id, r.holds);
+            }
             return v;
         }
         switch (r.code) {
             case op::dummy: return {};
             case op::shutdown: ctx.shutdown = true; return {};
-            case op::create: return {encode(created(ctx, r, add(make_builtin(r))))};
-            case op::create_registered: return {encode(created(ctx, r, create_registered(r)))};
+            case op::create: return {encode(add(ctx, r, make_builtin(r), nullptr))};
+            case op::create_registered: return {encode(create_registered(ctx, r))};
             case op::incref: return incref(ctx, r);
             case op::decref: decref(ctx, r); return {};
             case op::ticket: return {encode(ticket(decode<std::uint64_t>(arg(r, 0))))};
@@ -1026,14 +1053,31 @@ private:
         }
     }
 
-    // A new object is held by the connection that asked for it, and holds what it was made of.
-    std::uint64_t created(client_context& ctx, request& r, std::uint64_t id) {
-        ctx.holds_refs = true;
-        {
-            std::lock_guard g(m_);
-            if (held_by_[ctx.id].insert(id).second) ++objects_.at(id).refs;
+    // A new object (or a registered factory's shared one, made again): held by the connection
+    // the request names, holding what it was made of; in one step, so that no decref between
+    // can free it first.
+    std::uint64_t add(client_context& ctx, const request& r, std::shared_ptr<server_object> o,
+                      const void* shared_key) {
+        const std::uint64_t holder = r.holder ? r.holder : ctx.id;
+        std::lock_guard g(m_);
+        auto h = held_by_.find(holder);
+        if (h == held_by_.end()) {
+            if (holder != ctx.id) throw ValueError("the connection holding references is gone");
+            ctx.holds_refs = true;
+            h = held_by_.emplace(holder, std::unordered_set<std::uint64_t>{}).first;
         }
-        if (!r.holds.empty()) hold(id, r.holds);
+        std::uint64_t id = next_id_;
+        if (shared_key) {
+            auto [pos, fresh] = shared_ids_.try_emplace(shared_key, next_id_);
+            id = pos->second;
+        }
+        auto it = objects_.find(id);
+        if (it == objects_.end()) {
+            it = objects_.emplace(id, entry{std::move(o), 0, {}, shared_key}).first;
+            ++next_id_;
+        }
+        if (h->second.insert(id).second) ++it->second.refs;
+        hold(id, r.holds);
         return id;
     }
 
@@ -1042,22 +1086,23 @@ private:
                          " (every proxy of it was dropped, or it never existed)");
     }
 
-    // Python: Server.incref(c, ident), for several objects: the connection holds each.
+    // Python: Server.incref(c, ident), for several objects: the connection holds each. The
+    // reply: the connection's id (what a create names as the holder), then the ids it no longer
+    // has (some may go between a parent's last look and its child's incref: not an error).
     std::vector<blob> incref(client_context& ctx, request& r) {
         ctx.holds_refs = true;
+        std::vector<blob> out{encode(ctx.id)};
         std::lock_guard g(m_);
         auto& mine = held_by_[ctx.id];
-        std::optional<std::uint64_t> missing;
         for (const auto& a : r.args) {
             auto id = decode<std::uint64_t>(a);
             auto it = objects_.find(id);
             if (it == objects_.end())
-                missing = id;
+                out.push_back(a);
             else if (mine.insert(id).second)
                 ++it->second.refs;
         }
-        if (missing) gone(*missing);
-        return {};
+        return out;
     }
 
     // Python: Server.decref(c, ident), for several objects.
@@ -1100,18 +1145,14 @@ private:
         return {};
     }
 
-    // Object `id` holds `held` (those that exist and it does not hold yet).
+    // Object `id` holds `held` (those that exist and it does not hold yet). Under m_.
     void hold(std::uint64_t id, const std::vector<std::uint64_t>& held) {
-        std::lock_guard g(m_);
         auto it = objects_.find(id);
         if (it == objects_.end()) return;
         for (auto h : held) {
             auto target = objects_.find(h);
             if (h == id || target == objects_.end()) continue;
-            auto& hs = it->second.holds;
-            if (std::find(hs.begin(), hs.end(), h) != hs.end()) continue;
-            hs.push_back(h);
-            ++target->second.refs;
+            if (it->second.holds.insert(h).second) ++target->second.refs;
         }
     }
 
@@ -1130,7 +1171,7 @@ private:
         }
     }
 
-    std::uint64_t create_registered(request& r) {
+    std::uint64_t create_registered(client_context& ctx, request& r) {
         const blob& type_id = arg(r, 0);
         auto it = types_.find(type_id);
         if (it == types_.end())
@@ -1139,19 +1180,9 @@ private:
         o->type = it->second;
         o->object = it->second->create(r.args.size() > 1 ? &r.args[1] : nullptr);
         if (!o->object) throw ValueError("the factory of '" + type_id + "' returned nothing");
-        if (!it->second->shared) return add(std::move(o));
         // A factory handing out one shared object: one id, hence one mutex, per object.
-        std::lock_guard g(m_);
-        const void* key = o->object.get();
-        auto [pos, fresh] = shared_ids_.try_emplace(key, next_id_);
-        if (fresh) objects_.emplace(next_id_++, entry{std::move(o), 0, {}, key});
-        return pos->second;
-    }
-
-    std::uint64_t add(std::shared_ptr<server_object> o) {
-        std::lock_guard g(m_);
-        objects_.emplace(next_id_, entry{std::move(o), 0, {}, nullptr});
-        return next_id_++;
+        const void* key = it->second->shared ? o->object.get() : nullptr;
+        return add(ctx, r, std::move(o), key);
     }
 
     std::shared_ptr<server_object> find(std::uint64_t id) {
