@@ -242,6 +242,9 @@ TEST_CASE("a manager that makes and drops 1,000,000 proxies stays in bounded mem
     auto after = resident_bytes(pid);
     CAPTURE(before, after);
     // A million dicts kept would be hundreds of MiB; what a freed one leaves is nothing.
+    // (ASan keeps freed memory in quarantine, so resident size says nothing there.)
+#if !defined(__SANITIZE_ADDRESS__)
     CHECK(after < before + (std::size_t(16) << 20));
+#endif
     CHECK(keep.to_vector() == std::vector<int>{1, 2, 3});
 }
