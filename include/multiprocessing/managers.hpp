@@ -219,7 +219,7 @@ inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const reque
     try {
         c.send_bytes(out);
         if (one_way(rq.code)) return {};
-        if (!reply_by.is_forever() && !c.poll(reply_by.remaining_ns() / 1e9)) {
+        if (!reply_by.is_forever() && !c.poll(std::chrono::nanoseconds(reply_by.remaining_ns()))) {
             c.close();  // a reply may still come: this connection is out of step now
             manager_gone(ep, "no reply in time");
         }
@@ -240,10 +240,11 @@ inline std::vector<blob> exchange(Connection& c, const endpoint& ep, const reque
     return std::move(rp.values);
 }
 
-// A request over this thread's connection.
+// A request over this thread's connection (`holder`: see request::holder).
 inline std::vector<blob> call(const endpoint& ep, std::uint64_t id, op code,
-                              std::vector<blob> args = {}, std::int64_t timeout_ns = -1) {
-    request rq{id, code, timeout_ns, std::move(args), take_nested(ep), 0};
+                              std::vector<blob> args = {}, std::int64_t timeout_ns = -1,
+                              std::uint64_t holder = 0) {
+    request rq{id, code, timeout_ns, std::move(args), take_nested(ep), holder};
     Connection& c = connection_for(ep);
     thread_local std::vector<std::byte> out;
     try {
@@ -533,16 +534,7 @@ inline ref_ptr create(const std::shared_ptr<const endpoint>& ep, op code, std::v
         st->connection();
         holder = st->conn_id;
     }
-    request rq{0, code, -1, std::move(args), take_nested(*ep), holder};
-    Connection& c = connection_for(*ep);
-    thread_local std::vector<std::byte> out;
-    std::vector<blob> v;
-    try {
-        v = exchange(c, *ep, rq, out);
-    } catch (const ProcessError&) {
-        if (c.closed()) drop_connection(*ep);
-        throw;
-    }
+    auto v = call(*ep, 0, code, std::move(args), -1, holder);
     if (v.size() != 1) throw ProcessError("malformed reply from the manager");
     std::lock_guard g(st->m);
     return st->get(st, decode<std::uint64_t>(v[0]), [] {});

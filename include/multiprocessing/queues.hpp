@@ -195,7 +195,7 @@ public:
     }
     // Python: Queue.put_nowait(obj); throws mp::Full when the queue is full.
     void put_nowait(const T& obj) {
-        if (!detail::put_item(ring(), obj, poll_once())) throw Full();
+        if (!detail::put_item(ring(), obj, detail::deadline::poll_once())) throw Full();
     }
 
     // Python: Queue.get(); blocks until an item is there.
@@ -209,7 +209,7 @@ public:
     }
     // Python: Queue.get_nowait(); throws mp::Empty when the queue is empty.
     T get_nowait() {
-        auto v = detail::get_item<T>(ring(), poll_once());
+        auto v = detail::get_item<T>(ring(), detail::deadline::poll_once());
         if (!v) throw Empty();
         return std::move(*v);
     }
@@ -255,7 +255,6 @@ protected:
             throw ValueError("Queue is closed");
         return state_->ring;
     }
-    static detail::deadline poll_once() noexcept { return detail::deadline::poll_once(); }
 
     std::shared_ptr<detail::queue_state> state_;
 
