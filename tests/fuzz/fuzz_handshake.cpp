@@ -54,8 +54,8 @@ mp::Connection feed(std::span<const std::uint8_t> data) {
     return mp::connection::detail::adopt_socket(posix::unique_fd(sv[0]));
 }
 
-std::int64_t soon() {
-    return mp::detail::deadline_after(std::chrono::seconds(5));
+mp::detail::deadline soon() {
+    return mp::detail::deadline::after(std::chrono::seconds(5));
 }
 
 void handshake(std::span<const std::uint8_t> data, bool server_side) {
